@@ -1,0 +1,26 @@
+# morphoprof: plates of multi-channel fluorescence images -> morphological profiles -> MOA scores.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/simulate.smk"
+include: "rules/preprocess.smk"
+include: "rules/segmentation.smk"
+include: "rules/features.smk"
+include: "rules/profiles.smk"
+
+
+rule all:
+    input:
+        "results/profiles/treatments.parquet",
+        "results/scores/moa.json",
+        "results/plots/confusion_matrix.png",
+        "results/plots/umap.png",
+        expand("results/segmentation/{plate}.parquet", plate=PLATES),
+        illumination_plots(),
+    default_target: True

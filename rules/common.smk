@@ -1,0 +1,66 @@
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from morphoprof import metadata, workflow as mp_workflow  # noqa: E402
+
+
+validate(config, schema="../config/config.schema.yaml")
+
+FIELDS = mp_workflow.load_fields(config)
+PLATES = sorted(FIELDS[metadata.PLATE].unique())
+CHANNELS = list(config["channels"])
+SIMULATED = config["input"]["format"] == "simulated"
+if config["segmentation"]["model"] == "train" and not SIMULATED:
+    raise metadata.InputError(
+        "config segmentation.model: 'train' learns from the simulator's ground truth; for a real screen "
+        "name a Cellpose built-in model (nuclei, cyto3) or a model file"
+    )
+
+
+wildcard_constraints:
+    plate="|".join(PLATES),
+    channel="|".join(CHANNELS),
+
+
+def fields_of(plate):
+    """A plate's fields as records: passed as params, so a plate reruns only when its fields change."""
+    return metadata.plate_fields(FIELDS, plate).to_dict("records")
+
+
+def plate_records(wildcards):
+    return fields_of(wildcards.plate)
+
+
+def raw_images(wildcards):
+    """The plate's raw images: the simulator's output folder, or the files the image table lists."""
+    if SIMULATED:
+        return f"{mp_workflow.SIMULATED_IMAGES}/{wildcards.plate}"
+    rows = metadata.plate_fields(FIELDS, wildcards.plate)
+    return [p for ch in CHANNELS for p in rows[metadata.path_column(ch)]]
+
+
+def illumination_functions(wildcards):
+    if not config["illumination"]["correct"]:
+        return []
+    return expand("results/illumination/{plate}/{channel}.tif", plate=wildcards.plate, channel=CHANNELS)
+
+
+def illumination_plots():
+    if not config["illumination"]["correct"]:
+        return []
+    return expand("results/plots/illumination/{plate}_{channel}.png", plate=PLATES, channel=CHANNELS)
+
+
+def segmentation_model():
+    spec = config["segmentation"]["model"]
+    return "results/models/cellpose_nuclei.pth" if spec == "train" else spec
+
+
+def model_inputs(wildcards):
+    """The model file, when the model is a file; built-in names are fetched by Cellpose itself."""
+    model = segmentation_model()
+    return [model] if Path(model).suffix or model.startswith("results/") else []

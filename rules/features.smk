@@ -1,0 +1,18 @@
+rule extract_features:
+    input:
+        "results/corrected/{plate}",
+    output:
+        "results/features/{plate}.parquet",
+    params:
+        fields=plate_records,
+        channels=CHANNELS,
+        settings=config["features"],
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/extract_features/{plate}.log",
+    conda:
+        "../envs/deep.yaml"
+    script:
+        "../scripts/extract_features.py"

@@ -1,0 +1,51 @@
+rule qc_plate:
+    input:
+        raw_images,
+    output:
+        "results/qc/{plate}.parquet",
+    params:
+        fields=plate_records,
+        channels=CHANNELS,
+        qc=config["qc"],
+    log:
+        "logs/qc_plate/{plate}.log",
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/qc_plate.py"
+
+
+rule illumination_function:
+    input:
+        images=raw_images,
+        qc="results/qc/{plate}.parquet",
+    output:
+        function="results/illumination/{plate}/{channel}.tif",
+        plot="results/plots/illumination/{plate}_{channel}.png",
+    params:
+        fields=plate_records,
+        settings=config["illumination"],
+    log:
+        "logs/illumination_function/{plate}_{channel}.log",
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/illumination_function.py"
+
+
+rule correct_plate:
+    input:
+        images=raw_images,
+        functions=illumination_functions,
+    output:
+        directory("results/corrected/{plate}"),
+    params:
+        fields=plate_records,
+        channels=CHANNELS,
+        intensity=config["intensity"],
+    log:
+        "logs/correct_plate/{plate}.log",
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/correct_plate.py"

@@ -1,0 +1,27 @@
+rule simulate_plate:
+    output:
+        images=directory("results/simulated/images/{plate}"),
+        masks=directory("results/simulated/masks/{plate}"),
+    params:
+        screen=config["simulate"],
+    log:
+        "logs/simulate_plate/{plate}.log",
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/simulate_plate.py"
+
+
+rule simulate_tables:
+    output:
+        images="results/simulated/images.csv",
+        moa="results/simulated/moa.csv",
+    params:
+        screen=config["simulate"],
+    log:
+        "logs/simulate_tables.log",
+    localrule: True
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/simulate_tables.py"

@@ -1,0 +1,37 @@
+"""Rule correct_plate: illumination-corrected, percentile-normalized multi-channel fields.
+
+Two passes over the plate: the first samples corrected pixels for plate-wide 0.1/99.9
+percentiles per channel, the second writes each field as a (channels, H, W) uint16 TIFF.
+"""
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from morphoprof import illumination, images, metadata, workflow
+
+log = workflow.start_job(snakemake)  # noqa: F821
+plate = snakemake.wildcards.plate  # noqa: F821
+channels = snakemake.params.channels  # noqa: F821
+settings = snakemake.params.intensity  # noqa: F821
+fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
+function_paths = list(snakemake.input.functions)  # noqa: F821
+function_stack = np.stack([images.read_image(p) for p in function_paths]) if function_paths else None
+
+
+def corrected(row) -> np.ndarray:
+    stack = images.read_field(row, channels)
+    return stack if function_stack is None else stack / function_stack
+
+
+samples = [[] for _ in channels]
+for _, row in tqdm(fields.iterrows(), total=len(fields), desc=f"percentiles {plate}"):
+    for c, plane in enumerate(corrected(row)):
+        samples[c].append(illumination.pixel_sample(plane))
+bounds = [illumination.percentile_bounds(np.concatenate(s), settings["low_percentile"], settings["high_percentile"])
+          for s in samples]
+log.info("plate %s percentile bounds per channel: %s", plate, dict(zip(channels, bounds)))
+for _, row in tqdm(fields.iterrows(), total=len(fields), desc=f"correct {plate}"):
+    stack = corrected(row)
+    out = np.stack([illumination.to_uint16(illumination.rescale(p, *b)) for p, b in zip(stack, bounds)])
+    images.write_tiff(images.corrected_path(snakemake.output[0], row[metadata.FIELD]), out)  # noqa: F821

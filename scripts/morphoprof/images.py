@@ -1,0 +1,65 @@
+"""Reading and writing microscopy images, with errors that name the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .metadata import InputError, path_column
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A 2-D grey image of integer or float pixels."""
+    try:
+        image = tifffile.imread(path)
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: image not found") from err
+    except (tifffile.TiffFileError, ValueError, OSError) as err:
+        raise InputError(f"{path}: not a readable TIFF ({err})") from err
+    image = np.squeeze(image)
+    if image.ndim != 2:
+        raise InputError(f"{path}: expected a 2-D grey image, got shape {image.shape}")
+    if image.dtype.kind not in "uif":
+        raise InputError(f"{path}: unsupported pixel type {image.dtype}")
+    return image
+
+
+def read_field(row, channels: list[str]) -> np.ndarray:
+    """The (channels, H, W) float32 stack of one field-table row; channels must agree in shape."""
+    planes = [read_image(row[path_column(ch)]) for ch in channels]
+    shapes = {p.shape for p in planes}
+    if len(shapes) > 1:
+        raise InputError(f"field {row['Metadata_Field']}: channel images differ in shape {sorted(shapes)}")
+    return np.stack(planes).astype(np.float32)
+
+
+def write_tiff(path: str | Path, array: np.ndarray) -> None:
+    """Write a TIFF atomically: a failed write leaves no half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tifffile.imwrite(tmp, array, compression="zlib")
+    os.replace(tmp, path)
+
+
+def corrected_path(folder: str | Path, field_id: str) -> Path:
+    """Where the corrected multi-channel stack of a field is kept."""
+    return Path(folder) / f"{field_id}.tif"
+
+
+def mask_path(folder: str | Path, field_id: str) -> Path:
+    return Path(folder) / f"{field_id}_nuclei.tif"
+
+
+def read_stack(path: str | Path) -> np.ndarray:
+    """A (channels, H, W) stack written by the correction rule."""
+    try:
+        stack = tifffile.imread(path)
+    except (FileNotFoundError, tifffile.TiffFileError, ValueError, OSError) as err:
+        raise InputError(f"{path}: not a readable TIFF stack ({err})") from err
+    if stack.ndim != 3:
+        raise InputError(f"{path}: expected a (channels, H, W) stack, got shape {stack.shape}")
+    return stack

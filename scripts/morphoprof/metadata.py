@@ -1,0 +1,202 @@
+"""Image and MOA tables: read the supported layouts into one field table and check them.
+
+The field table has one row per field (plate, well, site) with ``Metadata_`` columns and
+one ``Path_<channel>`` column per channel. Every check runs before any job starts and
+raises :class:`InputError` naming the file, row or column at fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PLATE, WELL, SITE, BATCH = "Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Batch"
+COMPOUND, CONCENTRATION, MOA = "Metadata_Compound", "Metadata_Concentration", "Metadata_MOA"
+FIELD = "Metadata_Field"
+TREATMENT_KEYS = [COMPOUND, CONCENTRATION]
+GENERIC_COLUMNS = ["plate", "well", "site", "compound", "concentration"]
+
+# BBBC021 puts taxol 0.3 positive controls in these wells of every plate; the published
+# "taxol 0.3" treatment is only well D05 of three Week1 plates (see the data's SOURCE.md).
+BBBC021_POSITIVE_CONTROL_WELLS = {"B11", "C11", "D11", "E02", "F02", "G02"}
+BBBC021_CHANNELS = ("DAPI", "Tubulin", "Actin")
+
+
+class InputError(ValueError):
+    """A problem with the user's tables or images, stated in terms of their files."""
+
+
+def path_column(channel: str) -> str:
+    return f"Path_{channel}"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV/TSV (optionally gzipped) or Parquet table, keeping strings as strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: table not found")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        sep = "\t" if ".tsv" in path.suffixes else ","
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot be read as a table ({err})") from err
+
+
+def _require_columns(table: pd.DataFrame, columns, source) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {missing}; found {list(table.columns)}")
+
+
+def _numbers(values: pd.Series, column: str, source, kind=float) -> pd.Series:
+    """Parse a column of numbers, naming the first row (file line) that is not one."""
+    parsed = pd.to_numeric(values, errors="coerce")
+    bad = parsed.isna() | (kind is int and not np.all(np.mod(parsed.fillna(0), 1) == 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{source}: line {row + 2}, column {column!r}: {values.iloc[row]!r} is not a number")
+    return parsed.astype(kind)
+
+
+def concentration_key(values) -> np.ndarray:
+    """Concentrations as join keys: 0.003 and 0.003000 are the same treatment."""
+    return np.round(np.asarray(values, dtype=float), 9)
+
+
+def read_moa_table(path: str | Path) -> pd.DataFrame:
+    """MOA table with columns compound, moa and optionally concentration."""
+    table = read_table(path)
+    table.columns = [c.strip().lower() for c in table.columns]
+    _require_columns(table, ["compound", "moa"], path)
+    table["compound"] = table["compound"].str.strip()
+    table["moa"] = table["moa"].str.strip()
+    if "concentration" in table:
+        table["concentration"] = _numbers(table["concentration"], "concentration", path)
+    return table
+
+
+def _check_duplicate_sites(fields: pd.DataFrame, source) -> None:
+    dup = fields.duplicated([PLATE, WELL, SITE], keep=False)
+    if dup.any():
+        rows = (np.flatnonzero(dup.to_numpy())[:6] + 2).tolist()
+        first = fields[dup].iloc[0]
+        raise InputError(f"{source}: duplicate site {first[PLATE]}/{first[WELL]}/site {first[SITE]} "
+                         f"(lines {rows})")
+
+
+def _with_field_ids(fields: pd.DataFrame) -> pd.DataFrame:
+    fields = fields.copy()
+    fields[SITE] = fields[SITE].astype(int)
+    fields[FIELD] = fields[PLATE] + "_" + fields[WELL] + "_s" + fields[SITE].astype(str)
+    return fields
+
+
+def generic_fields(path: str | Path, channels: list[str], image_root: str | Path | None = None) -> pd.DataFrame:
+    """Fields from a generic image table.
+
+    Columns: plate, well, site, compound, concentration, optional batch, and
+    ``path_<channel>`` per channel. Relative paths are resolved against ``image_root``,
+    by default the table's folder.
+    """
+    table = read_table(path)
+    _require_columns(table, GENERIC_COLUMNS, path)
+    path_columns = [c for c in table.columns if c.startswith("path_")]
+    unknown = [ch for ch in channels if f"path_{ch}" not in table.columns]
+    if unknown:
+        raise InputError(f"{path}: unknown channel(s) {unknown}: no column path_<channel> for them; "
+                         f"the table has {path_columns}")
+    root = Path(image_root) if image_root else Path(path).parent
+    fields = pd.DataFrame({
+        PLATE: table["plate"].str.strip(),
+        WELL: table["well"].str.strip(),
+        SITE: _numbers(table["site"], "site", path, int),
+        BATCH: table["batch"].str.strip() if "batch" in table else table["plate"].str.strip(),
+        COMPOUND: table["compound"].str.strip(),
+        CONCENTRATION: _numbers(table["concentration"], "concentration", path),
+    })
+    for ch in channels:
+        fields[path_column(ch)] = [str(root / p) if p and not Path(p).is_absolute() else p
+                                   for p in table[f"path_{ch}"].str.strip()]
+    _check_duplicate_sites(fields, path)
+    return _with_field_ids(fields)
+
+
+def bbbc021_fields(image_csv: str | Path, moa_csv: str | Path, image_root: str | Path,
+                   channels: list[str]) -> pd.DataFrame:
+    """Fields of BBBC021's annotated treatments and DMSO, from its published CSVs.
+
+    Keeps the (compound, concentration) pairs that the MOA table annotates, drops the
+    taxol 0.3 positive-control wells, and takes the week as the batch.
+    """
+    unknown = [ch for ch in channels if ch not in BBBC021_CHANNELS]
+    if unknown:
+        raise InputError(f"{image_csv}: unknown channel(s) {unknown}; BBBC021 has {list(BBBC021_CHANNELS)}")
+    table = read_table(image_csv)
+    needed = ["Image_Metadata_Plate_DAPI", "Image_Metadata_Well_DAPI", "Image_Metadata_Compound",
+              "Image_Metadata_Concentration"]
+    needed += [f"Image_{kind}_{ch}" for ch in channels for kind in ("FileName", "PathName")]
+    _require_columns(table, needed, image_csv)
+    site = table["Image_FileName_DAPI" if "DAPI" in channels else f"Image_FileName_{channels[0]}"]
+    site = site.str.extract(r"_s(\d+)_", expand=False)
+    if site.isna().any():
+        row = int(np.flatnonzero(site.isna().to_numpy())[0])
+        raise InputError(f"{image_csv}: line {row + 2}: no site (_s<N>_) in the file name")
+    fields = pd.DataFrame({
+        PLATE: table["Image_Metadata_Plate_DAPI"].str.strip(),
+        WELL: table["Image_Metadata_Well_DAPI"].str.strip(),
+        SITE: site.astype(int),
+        BATCH: table[f"Image_PathName_{channels[0]}"].str.strip().str.split("/").str[0],
+        COMPOUND: table["Image_Metadata_Compound"].str.strip(),
+        CONCENTRATION: _numbers(table["Image_Metadata_Concentration"], "Image_Metadata_Concentration", image_csv),
+    })
+    for ch in channels:
+        fields[path_column(ch)] = [str(Path(image_root) / d / f) for d, f in
+                                   zip(table[f"Image_PathName_{ch}"].str.strip(), table[f"Image_FileName_{ch}"].str.strip())]
+    positive_control = ((fields[COMPOUND] == "taxol") & (concentration_key(fields[CONCENTRATION]) == 0.3)
+                        & fields[WELL].isin(BBBC021_POSITIVE_CONTROL_WELLS))
+    moa = read_moa_table(moa_csv)
+    annotated = set(zip(moa["compound"], concentration_key(moa["concentration"])))
+    keep = [(c, k) in annotated for c, k in zip(fields[COMPOUND], concentration_key(fields[CONCENTRATION]))]
+    fields = fields[np.asarray(keep) & ~positive_control.to_numpy()].reset_index(drop=True)
+    _check_duplicate_sites(fields, image_csv)
+    return attach_moa(_with_field_ids(fields), moa, control="DMSO", source=moa_csv)
+
+
+def attach_moa(fields: pd.DataFrame, moa: pd.DataFrame, control: str, source) -> pd.DataFrame:
+    """Add ``Metadata_MOA``; every compound but the control must have one."""
+    fields = fields.copy()
+    if "concentration" in moa:
+        lookup = {(c, k): m for c, k, m in zip(moa["compound"], concentration_key(moa["concentration"]), moa["moa"])}
+        keys = zip(fields[COMPOUND], concentration_key(fields[CONCENTRATION]))
+    else:
+        lookup = dict(zip(moa["compound"], moa["moa"]))
+        keys = iter(fields[COMPOUND])
+    fields[MOA] = [lookup.get(k) for k in keys]
+    fields.loc[fields[COMPOUND] == control, MOA] = control
+    missing = fields[fields[MOA].isna()].drop_duplicates(TREATMENT_KEYS)
+    if len(missing):
+        listed = ", ".join(f"{c} {k:g}" for c, k in zip(missing[COMPOUND], missing[CONCENTRATION]))
+        raise InputError(f"{source}: no MOA for {len(missing)} treatment(s): {listed}")
+    if not (fields[COMPOUND] == control).any():
+        raise InputError(f"{source}: no wells of the control compound {control!r}")
+    return fields
+
+
+def check_image_files(fields: pd.DataFrame, channels: list[str]) -> None:
+    """Every image path must exist; names the first missing ones with their field."""
+    missing = []
+    for ch in channels:
+        exists = np.array([Path(p).is_file() for p in fields[path_column(ch)]])
+        missing += [(f, p) for f, p in zip(fields.loc[~exists, FIELD], fields.loc[~exists, path_column(ch)])]
+    if missing:
+        shown = "; ".join(f"{f}: {p}" for f, p in missing[:5])
+        raise InputError(f"{len(missing)} image file(s) not found, e.g. {shown}")
+
+
+def plate_fields(fields: pd.DataFrame, plate: str) -> pd.DataFrame:
+    return fields[fields[PLATE] == plate].reset_index(drop=True)
+

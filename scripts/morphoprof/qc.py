@@ -1,0 +1,38 @@
+"""Image quality control: per-field measurements and flags for blank and debris fields."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def field_measurements(stack: np.ndarray, channels: list[str]) -> dict[str, float]:
+    """Mean, contrast (std/mean) and 99th percentile of each channel of one raw field."""
+    out = {}
+    for ch, plane in zip(channels, stack):
+        mean = float(plane.mean())
+        out[f"QC_{ch}_Mean"] = mean
+        out[f"QC_{ch}_Contrast"] = float(plane.std() / mean) if mean > 0 else 0.0
+        out[f"QC_{ch}_P99"] = float(np.percentile(plane, 99))
+    return out
+
+
+def flag_fields(measurements: pd.DataFrame, channels: list[str], blank_contrast: float = 0.2,
+                debris_brightness: float = 2.5) -> pd.DataFrame:
+    """Flag fields against their plate's median field.
+
+    Blank: the first (nuclear) channel's contrast is below ``blank_contrast`` times the
+    plate median. Debris: every channel's 99th percentile is above ``debris_brightness``
+    times the plate median (debris is bright in all channels, phenotypes rarely are).
+    """
+    out = measurements.copy()
+    nuclear = channels[0]
+    contrast = out[f"QC_{nuclear}_Contrast"]
+    out["QC_Blank"] = contrast < blank_contrast * contrast.median()
+    bright = np.ones(len(out), bool)
+    for ch in channels:
+        p99 = out[f"QC_{ch}_P99"]
+        bright &= (p99 > debris_brightness * p99.median()).to_numpy()
+    out["QC_Debris"] = bright
+    out["QC_Pass"] = ~(out["QC_Blank"] | out["QC_Debris"])
+    return out

@@ -1,0 +1,334 @@
+"""A simulated image-based screen with known mechanisms of action (MOAs).
+
+Cells are drawn with BBBC021-like phenotypes: each MOA moves a vector of cell
+parameters (nuclear size, shape and intensity, cell count, microtubule and actin
+texture) away from DMSO, scaled by the compound's potency and the dose. Fields are
+then degraded the way real screens are: a per plate and channel illumination
+gradient, per batch intensity shifts, shot and read noise, blank and debris fields.
+Everything is a pure function of the parameters and the seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage import draw
+
+from . import metadata as md
+
+CHANNELS = ("DNA", "tubulin", "actin")
+CONTROL = "DMSO"
+
+# Log-fold (or additive, for fractions) changes per MOA, BBBC021's MOA names.
+PHENOTYPES: dict[str, dict[str, float]] = {
+    "Actin disruptors": {"actin_fibers": -1.6, "actin_puncta": 1.0, "cell_size": -0.25},
+    "Microtubule destabilizers": {"tubulin_fibers": -1.6, "tubulin_diffuse": 0.6, "mitotic": 0.25, "cell_size": -0.35},
+    "Microtubule stabilizers": {"tubulin_bundles": 1.0, "tubulin_fibers": 0.6, "mitotic": 0.2, "multinucleate": 0.2},
+    "DNA damage": {"nucleus_size": 0.35, "density": -0.5, "dna_intensity": 0.25},
+    "Aurora kinase inhibitors": {"multinucleate": 0.45, "nucleus_size": 0.45, "cell_size": 0.45, "density": -0.6},
+    "Protein synthesis": {"density": -0.7, "cell_size": -0.45, "dna_intensity": -0.3, "tubulin_diffuse": -0.4},
+    "DNA replication": {"nucleus_size": 0.2, "dna_intensity": -0.35, "nucleus_elongation": 0.35, "density": -0.3},
+    "Eg5 inhibitors": {"mitotic": 0.55, "density": -0.2, "tubulin_diffuse": 0.3},
+    "Epithelial": {"cell_size": 0.4, "actin_cortex": 1.0, "actin_fibers": -0.5},
+    "Protein degradation": {"actin_cortex": 0.7, "nucleus_elongation": 0.3, "tubulin_fibers": -0.4},
+    "Kinase inhibitors": {"cell_size": 0.3, "tubulin_fibers": 0.45, "nucleus_elongation": 0.4},
+    "Cholesterol-lowering": {"dna_intensity": 0.3, "actin_puncta": 0.6, "nucleus_elongation": -0.3},
+}
+MOA_CODES = dict(zip(PHENOTYPES, ("ACT", "MTD", "MTS", "DDR", "AUR", "PSY", "REP", "EG5", "EPI", "PDG", "KIN", "CHL")))
+ADDITIVE = {"mitotic", "multinucleate", "actin_puncta"}
+BASELINE = {
+    "density": 1.0, "nucleus_size": 1.0, "nucleus_elongation": 1.0, "dna_intensity": 1.0,
+    "mitotic": 0.03, "multinucleate": 0.0, "cell_size": 1.0, "tubulin_fibers": 1.0,
+    "tubulin_diffuse": 1.0, "tubulin_bundles": 1.0, "actin_fibers": 1.0, "actin_cortex": 1.0,
+    "actin_puncta": 0.0,
+}
+
+
+@dataclass(frozen=True)
+class ScreenParams:
+    """Knobs of the simulated screen (config key ``simulate``)."""
+
+    seed: int = 0
+    plates: int = 4
+    batches: int = 2
+    sites: int = 2
+    height: int = 256
+    width: int = 256
+    moas: int = 6
+    compounds_per_moa: int = 2
+    concentrations: tuple[float, ...] = (0.3, 1.0)
+    replicates: int = 2
+    control_wells: int = 4
+    cells_per_field: float = 40.0
+    nucleus_radius: float = 7.0
+    illumination_strength: float = 0.5
+    noise: float = 1.0
+    phenotype_strength: float = 1.0
+    blank_fraction: float = 0.02
+    debris_fraction: float = 0.02
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ScreenParams":
+        """Build from the ``simulate`` config block; unknown keys are a config typo."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"config simulate: unknown key(s) {unknown}; known: {sorted(known)}")
+        values = dict(cfg)
+        if "concentrations" in values:
+            values["concentrations"] = tuple(float(c) for c in values["concentrations"])
+        params = cls(**values)
+        if params.moas > len(PHENOTYPES):
+            raise ValueError(f"config simulate.moas: at most {len(PHENOTYPES)} MOAs can be simulated")
+        if params.batches > params.plates:
+            raise ValueError("config simulate.batches: cannot exceed simulate.plates")
+        return params
+
+
+def plate_names(params: ScreenParams) -> list[str]:
+    return [f"SIM{p + 1:02d}" for p in range(params.plates)]
+
+
+def plate_batch(params: ScreenParams, plate_index: int) -> str:
+    return f"Batch{plate_index * params.batches // params.plates + 1}"
+
+
+def _well_names():
+    for row in "ABCDEFGHIJKLMNOP":
+        for col in range(1, 25):
+            yield f"{row}{col:02d}"
+
+
+def moa_table(params: ScreenParams) -> pd.DataFrame:
+    """One row per compound: name, MOA, batch it is screened in, potency."""
+    rng = np.random.default_rng([params.seed, 1])
+    rows = []
+    for m, moa in enumerate(list(PHENOTYPES)[: params.moas]):
+        for j in range(params.compounds_per_moa):
+            rows.append({
+                "compound": f"{MOA_CODES[moa]}-{j + 1}",
+                "moa": moa,
+                "batch": f"Batch{(m + j) % params.batches + 1}",
+                "potency": float(rng.uniform(0.75, 1.25)),
+            })
+    return pd.DataFrame(rows)
+
+
+def screen_layout(params: ScreenParams) -> pd.DataFrame:
+    """Field table of the screen: plate, well, site, batch, compound, concentration.
+
+    Each compound is screened in one batch (as in BBBC021, where a compound sits in one
+    week), its replicate wells spread over that batch's plates; every plate has DMSO wells.
+    """
+    plates = plate_names(params)
+    batches = [plate_batch(params, p) for p in range(params.plates)]
+    wells_by_plate: dict[str, list[tuple[str, float]]] = {
+        plate: [(CONTROL, 0.0)] * params.control_wells for plate in plates
+    }
+    for _, compound in moa_table(params).iterrows():
+        batch_plates = [pl for pl, b in zip(plates, batches) if b == compound["batch"]]
+        for c, conc in enumerate(params.concentrations):
+            for r in range(params.replicates):
+                plate = batch_plates[(r + c) % len(batch_plates)]
+                wells_by_plate[plate].append((compound["compound"], conc))
+    rows = []
+    for plate, batch in zip(plates, batches):
+        for well, (compound, conc) in zip(_well_names(), wells_by_plate[plate]):
+            for site in range(1, params.sites + 1):
+                rows.append({"plate": plate, "well": well, "site": site, "batch": batch,
+                             "compound": compound, "concentration": conc})
+    return pd.DataFrame(rows)
+
+
+def treatment_phenotype(params: ScreenParams, compound: str, concentration: float) -> dict[str, float]:
+    """Cell parameters of a treatment: the MOA's direction, scaled by potency and dose."""
+    pheno = dict(BASELINE)
+    if compound == CONTROL:
+        return pheno
+    table = moa_table(params).set_index("compound")
+    moa, potency = table.loc[compound, "moa"], table.loc[compound, "potency"]
+    dose = (params.concentrations.index(concentration) + 1) / len(params.concentrations)
+    quirk = np.random.default_rng([params.seed, 2, sum(map(ord, compound))])
+    for key, change in PHENOTYPES[moa].items():
+        effect = params.phenotype_strength * potency * dose * change * quirk.uniform(0.8, 1.2)
+        pheno[key] = pheno[key] + effect if key in ADDITIVE else pheno[key] * float(np.exp(effect))
+    return pheno
+
+
+def illumination_field(params: ScreenParams, plate_index: int, channel_index: int) -> np.ndarray:
+    """Smooth multiplicative shading (vignetting plus a gradient) of one plate and channel."""
+    rng = np.random.default_rng([params.seed, 3, plate_index, channel_index])
+    y, x = np.mgrid[0:params.height, 0:params.width].astype(np.float32)
+    y, x = y / params.height - 0.5, x / params.width - 0.5
+    cy, cx = rng.uniform(-0.3, 0.3, size=2)
+    gy, gx = rng.normal(size=2)
+    radial = (y - cy) ** 2 + (x - cx) ** 2
+    shading = 1.0 - params.illumination_strength * (radial / radial.max() + 0.3 * (gy * y + gx * x))
+    shading = np.clip(shading, 0.05, None)
+    return (shading / shading.max()).astype(np.float32)
+
+
+def _place_centres(rng, n: int, height: int, width: int, min_dist: float) -> np.ndarray:
+    centres: list[np.ndarray] = []
+    for _ in range(n * 30):
+        if len(centres) == n:
+            break
+        c = rng.uniform([0, 0], [height, width])
+        if all(np.hypot(*(c - o)) >= min_dist for o in centres):
+            centres.append(c)
+    return np.array(centres).reshape(-1, 2)
+
+
+def _paste(image: np.ndarray, patch: np.ndarray, top: int, left: int) -> None:
+    """Add a local patch into an image, clipped at the borders."""
+    h, w = patch.shape
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + h, image.shape[0]), min(left + w, image.shape[1])
+    if y1 > y0 and x1 > x0:
+        image[y0:y1, x0:x1] += patch[y0 - top:y1 - top, x0 - left:x1 - left]
+
+
+def _draw_cell(rng, pheno: dict, centre, radius: float, channels: np.ndarray, labels: np.ndarray,
+               next_label: int) -> int:
+    """Draw one cell (nucleus, microtubules, actin) into the channel stack and label image."""
+    mitotic = rng.random() < pheno["mitotic"]
+    elong = pheno["nucleus_elongation"] * rng.lognormal(0, 0.1)
+    r_nuc = radius * np.sqrt(pheno["nucleus_size"]) * rng.lognormal(0, 0.1)
+    body = r_nuc * 2.3 * np.sqrt(pheno["cell_size"]) * rng.lognormal(0, 0.08)
+    if mitotic:
+        r_nuc, elong, body = r_nuc * 0.65, 1.0, body * 0.7
+    half = int(np.ceil(body * 1.3)) + 2
+    size = 2 * half + 1
+    top, left = int(centre[0]) - half, int(centre[1]) - half
+    rot = rng.uniform(0, np.pi)
+
+    body_mask = np.zeros((size, size), np.float32)
+    rr, cc = draw.ellipse(half, half, body * 1.15, body * 0.9, (size, size), rotation=rot)
+    body_mask[rr, cc] = 1.0
+
+    dna = np.zeros((size, size), np.float32)
+    nuclei = [(0.0, 0.0)]
+    if rng.random() < pheno["multinucleate"]:
+        offset = r_nuc * 1.1
+        nuclei = [(offset * np.sin(rot), offset * np.cos(rot)), (-offset * np.sin(rot), -offset * np.cos(rot))]
+    nucleus_px = []
+    for dy, dx in nuclei:
+        a, b = r_nuc * np.sqrt(elong), r_nuc / np.sqrt(elong)
+        rr, cc = draw.ellipse(half + dy, half + dx, a, b, (size, size), rotation=rot + rng.normal(0, 0.3))
+        level = pheno["dna_intensity"] * (2.2 if mitotic else 1.0) * rng.lognormal(0, 0.1)
+        dna[rr, cc] = level * (0.85 + 0.3 * rng.random(len(rr)))
+        nucleus_px.append((rr, cc))
+
+    tubulin = body_mask * 0.25 * pheno["tubulin_diffuse"]
+    fibers = np.zeros((size, size), np.float32)
+    n_fibers = 14 if not mitotic else 24
+    for angle in rng.uniform(0, 2 * np.pi, n_fibers):
+        length = body * rng.uniform(0.8, 1.3)
+        end = (half + length * np.sin(angle), half + length * np.cos(angle))
+        rr, cc, val = draw.line_aa(half, half, *np.clip(np.round(end).astype(int), 0, size - 1))
+        fibers[rr, cc] += val
+    if pheno["tubulin_bundles"] > 1.2:
+        fibers = ndi.grey_dilation(fibers, size=(2, 2))
+    tubulin += 0.55 * pheno["tubulin_fibers"] * pheno["tubulin_bundles"] * fibers * body_mask
+
+    actin = np.zeros((size, size), np.float32)
+    rr, cc = draw.ellipse_perimeter(half, half, int(body * 1.15), int(body * 0.9), -rot, (size, size))
+    actin[rr, cc] = 0.8 * pheno["actin_cortex"]
+    stress = np.zeros((size, size), np.float32)
+    fiber_angle = rot + rng.normal(0, 0.2)
+    direction = np.array([np.sin(fiber_angle), np.cos(fiber_angle)])
+    normal = np.array([-direction[1], direction[0]])
+    for offset in np.linspace(-body * 0.7, body * 0.7, 6):
+        start = np.array([half, half]) + normal * offset - direction * body * 1.3
+        stop = np.array([half, half]) + normal * offset + direction * body * 1.3
+        rr, cc, val = draw.line_aa(*np.clip(np.round(start).astype(int), 0, size - 1),
+                                   *np.clip(np.round(stop).astype(int), 0, size - 1))
+        stress[rr, cc] += val
+    actin += 0.45 * pheno["actin_fibers"] * stress * body_mask
+    n_puncta = rng.poisson(max(pheno["actin_puncta"], 0) * 14)
+    for _ in range(n_puncta):
+        py, px = rng.uniform(half - body * 0.8, half + body * 0.8, 2)
+        if body_mask[int(py), int(px)]:
+            rr, cc = draw.disk((py, px), 1.5, shape=(size, size))
+            actin[rr, cc] += 1.0
+
+    for c, patch in enumerate((dna, tubulin, actin)):
+        _paste(channels[c], patch, top, left)
+    for rr, cc in nucleus_px:
+        y, x = rr + top, cc + left
+        inside = (y >= 0) & (y < labels.shape[0]) & (x >= 0) & (x < labels.shape[1])
+        labels[y[inside], x[inside]] = next_label
+        next_label += 1
+    return next_label
+
+
+def render_field(params: ScreenParams, plate_index: int, field_index: int, pheno: dict,
+                 batch_gain: np.ndarray, shading: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One field: a (3, H, W) uint16 stack of raw camera counts and its nuclei labels."""
+    rng = np.random.default_rng([params.seed, 4, plate_index, field_index])
+    h, w = params.height, params.width
+    channels = np.zeros((3, h, w), np.float32)
+    labels = np.zeros((h, w), np.int32)
+    kind = rng.random()
+    blank = kind < params.blank_fraction
+    debris = params.blank_fraction <= kind < params.blank_fraction + params.debris_fraction
+    if not blank:
+        expected = params.cells_per_field * pheno["density"] * h * w / 256 ** 2
+        centres = _place_centres(rng, rng.poisson(expected), h, w, params.nucleus_radius * 2.6)
+        next_label = 1
+        for centre in centres:
+            next_label = _draw_cell(rng, pheno, centre, params.nucleus_radius, channels, labels, next_label)
+    if debris:
+        for _ in range(rng.integers(2, 5)):
+            rr, cc = draw.disk(rng.uniform([0, 0], [h, w]), rng.uniform(0.05, 0.12) * min(h, w), shape=(h, w))
+            channels[:, rr, cc] += 6.0
+    channels = ndi.gaussian_filter(channels, sigma=(0, 1.0, 1.0)) + 0.06
+    counts = channels * shading * batch_gain[:, None, None] * 6000.0
+    noisy = counts + rng.normal(size=counts.shape) * params.noise * (np.sqrt(np.maximum(counts, 0)) + 15.0)
+    raw = np.clip(noisy + 100.0, 0, 65535).astype(np.uint16)
+    return raw, labels.astype(np.uint16)
+
+
+def batch_gains(params: ScreenParams, batch: str, plate_index: int) -> np.ndarray:
+    """Per-channel intensity gain of a batch, with a small plate-to-plate wobble."""
+    b = int(batch.removeprefix("Batch"))
+    batch_rng = np.random.default_rng([params.seed, 5, b])
+    plate_rng = np.random.default_rng([params.seed, 6, plate_index])
+    return np.exp(batch_rng.normal(0, 0.2, 3) + plate_rng.normal(0, 0.05, 3)).astype(np.float32)
+
+
+def simulate_plate(params: ScreenParams, plate: str):
+    """Yield (field row, raw (3, H, W) uint16 stack, nuclei labels) for every field of a plate."""
+    layout = screen_layout(params)
+    plate_index = plate_names(params).index(plate)
+    fields = layout[layout["plate"] == plate].reset_index(drop=True)
+    gains = batch_gains(params, fields["batch"].iloc[0], plate_index)
+    shading = np.stack([illumination_field(params, plate_index, c) for c in range(len(CHANNELS))])
+    phenotypes = {}
+    for field_index, row in fields.iterrows():
+        key = (row["compound"], row["concentration"])
+        if key not in phenotypes:
+            phenotypes[key] = treatment_phenotype(params, *key)
+        raw, labels = render_field(params, plate_index, field_index, phenotypes[key], gains, shading)
+        yield row, raw, labels
+
+
+def image_path(image_dir, plate: str, field_id: str, channel: str) -> str:
+    return f"{image_dir}/{plate}/{field_id}_{channel}.tif"
+
+
+def field_table(params: ScreenParams, image_dir: str) -> pd.DataFrame:
+    """The screen as a field table (``Metadata_`` columns, ``Path_<channel>``, MOA attached)."""
+    layout = screen_layout(params)
+    fields = pd.DataFrame({
+        md.PLATE: layout["plate"], md.WELL: layout["well"], md.SITE: layout["site"], md.BATCH: layout["batch"],
+        md.COMPOUND: layout["compound"], md.CONCENTRATION: layout["concentration"].astype(float),
+    })
+    fields[md.FIELD] = fields[md.PLATE] + "_" + fields[md.WELL] + "_s" + fields[md.SITE].astype(str)
+    for ch in CHANNELS:
+        fields[md.path_column(ch)] = [image_path(image_dir, p, f, ch) for p, f in zip(fields[md.PLATE], fields[md.FIELD])]
+    moa = moa_table(params)[["compound", "moa"]]
+    return md.attach_moa(fields, moa, control=CONTROL, source="simulated screen")

@@ -1,0 +1,46 @@
+"""Glue between Snakemake and the stage modules: load the configured screen, set up a job."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import torch
+
+from . import metadata as md
+from . import simulate
+
+SIMULATED_IMAGES = "results/simulated/images"
+SIMULATED_MASKS = "results/simulated/masks"
+
+
+def load_fields(config: dict) -> pd.DataFrame:
+    """The configured screen's field table, fully checked (raises InputError)."""
+    source = config["input"]
+    channels = list(config["channels"])
+    if source["format"] == "simulated":
+        if channels != list(simulate.CHANNELS):
+            raise md.InputError(f"config channels: the simulated screen has channels {list(simulate.CHANNELS)}, "
+                                f"got {channels}")
+        return simulate.field_table(simulate.ScreenParams.from_config(config["simulate"]), SIMULATED_IMAGES)
+    for key in ("image_table", "moa_table"):
+        if not source.get(key):
+            raise md.InputError(f"config input.{key}: required when input.format is {source['format']!r}")
+    if source["format"] == "table":
+        fields = md.generic_fields(source["image_table"], channels, source.get("image_root") or None)
+        fields = md.attach_moa(fields, md.read_moa_table(source["moa_table"]), config["control"], source["moa_table"])
+    else:
+        if not source.get("image_root"):
+            raise md.InputError("config input.image_root: required for bbbc021 (the folder holding the Week*/ folders)")
+        fields = md.bbbc021_fields(source["image_table"], source["moa_table"], source["image_root"], channels)
+    md.check_image_files(fields, channels)
+    return fields
+
+
+def start_job(snakemake) -> logging.Logger:
+    """Log to the rule's log file and give torch the rule's threads."""
+    log_file = snakemake.log[0] if snakemake.log else None
+    logging.basicConfig(filename=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        force=True)
+    torch.set_num_threads(max(int(snakemake.threads), 1))
+    return logging.getLogger(f"morphoprof.{snakemake.rule}")

@@ -1,0 +1,17 @@
+"""Rule qc_plate: per-field image measurements and blank/debris flags for one plate."""
+
+import pandas as pd
+from tqdm import tqdm
+
+from morphoprof import images, metadata, qc, workflow
+
+log = workflow.start_job(snakemake)  # noqa: F821
+channels = snakemake.params.channels  # noqa: F821
+fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
+rows = []
+for _, row in tqdm(fields.iterrows(), total=len(fields), desc=f"QC {snakemake.wildcards.plate}"):  # noqa: F821
+    rows.append({metadata.FIELD: row[metadata.FIELD], **qc.field_measurements(images.read_field(row, channels), channels)})
+settings = snakemake.params.qc  # noqa: F821
+flagged = qc.flag_fields(pd.DataFrame(rows), channels, settings["blank_contrast"], settings["debris_brightness"])
+flagged.to_parquet(snakemake.output[0], index=False)  # noqa: F821
+log.info("%d of %d fields pass QC", int(flagged["QC_Pass"].sum()), len(flagged))

@@ -7,7 +7,7 @@ rule aggregate_profiles:
         treatments="results/profiles/treatments.parquet",
     params:
         control=config["control"],
-        method=config["profiles"]["aggregate"],
+        settings=config["profiles"],
     log:
         "logs/aggregate_profiles.log",
     conda:

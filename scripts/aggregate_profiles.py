@@ -10,9 +10,10 @@ qc = pd.concat([pd.read_parquet(p) for p in snakemake.input.qc], ignore_index=Tr
 passed = set(qc.loc[qc["QC_Pass"], metadata.FIELD])
 kept = fields[fields[metadata.FIELD].isin(passed)].drop(columns=[metadata.FIELD, metadata.SITE])
 log.info("%d of %d fields pass QC", len(kept), len(fields))
-method = snakemake.params.method  # noqa: F821
+settings = snakemake.params.settings  # noqa: F821
+method = settings["aggregate"]
 wells = profiles.aggregate(kept, profiles.WELL_KEYS, method)
-wells = profiles.normalize_to_controls(wells, snakemake.params.control)  # noqa: F821
+wells = profiles.normalize_to_controls(wells, snakemake.params.control, settings["std_floor_quantile"])  # noqa: F821
 wells.to_parquet(snakemake.output.wells, index=False)  # noqa: F821
 treatments = profiles.treatment_profiles(wells, snakemake.params.control, method)  # noqa: F821
 treatments.to_parquet(snakemake.output.treatments, index=False)  # noqa: F821

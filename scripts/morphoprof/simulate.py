@@ -27,7 +27,7 @@ PHENOTYPES: dict[str, dict[str, float]] = {
     "Actin disruptors": {"actin_fibers": -1.6, "actin_puncta": 1.0, "cell_size": -0.25},
     "Microtubule destabilizers": {"tubulin_fibers": -1.6, "tubulin_diffuse": 0.6, "mitotic": 0.25, "cell_size": -0.35},
     "Microtubule stabilizers": {"tubulin_bundles": 1.0, "tubulin_fibers": 0.6, "mitotic": 0.2, "multinucleate": 0.2},
-    "DNA damage": {"nucleus_size": 0.35, "density": -0.5, "dna_intensity": 0.25},
+    "DNA damage": {"nucleus_size": 0.4, "density": -0.4, "dna_foci": 1.0},
     "Aurora kinase inhibitors": {"multinucleate": 0.45, "nucleus_size": 0.45, "cell_size": 0.45, "density": -0.6},
     "Protein synthesis": {"density": -0.7, "cell_size": -0.45, "dna_intensity": -0.3, "tubulin_diffuse": -0.4},
     "DNA replication": {"nucleus_size": 0.2, "dna_intensity": -0.35, "nucleus_elongation": 0.35, "density": -0.3},
@@ -38,12 +38,12 @@ PHENOTYPES: dict[str, dict[str, float]] = {
     "Cholesterol-lowering": {"dna_intensity": 0.3, "actin_puncta": 0.6, "nucleus_elongation": -0.3},
 }
 MOA_CODES = dict(zip(PHENOTYPES, ("ACT", "MTD", "MTS", "DDR", "AUR", "PSY", "REP", "EG5", "EPI", "PDG", "KIN", "CHL")))
-ADDITIVE = {"mitotic", "multinucleate", "actin_puncta"}
+ADDITIVE = {"mitotic", "multinucleate", "actin_puncta", "dna_foci"}
 BASELINE = {
     "density": 1.0, "nucleus_size": 1.0, "nucleus_elongation": 1.0, "dna_intensity": 1.0,
     "mitotic": 0.03, "multinucleate": 0.0, "cell_size": 1.0, "tubulin_fibers": 1.0,
     "tubulin_diffuse": 1.0, "tubulin_bundles": 1.0, "actin_fibers": 1.0, "actin_cortex": 1.0,
-    "actin_puncta": 0.0,
+    "actin_puncta": 0.0, "dna_foci": 0.0,
 }
 
 
@@ -61,7 +61,7 @@ class ScreenParams:
     compounds_per_moa: int = 2
     concentrations: tuple[float, ...] = (0.3, 1.0)
     replicates: int = 2
-    control_wells: int = 4
+    control_wells: int = 6
     cells_per_field: float = 40.0
     nucleus_radius: float = 7.0
     illumination_strength: float = 0.5
@@ -220,6 +220,9 @@ def _draw_cell(rng, pheno: dict, centre, radius: float, channels: np.ndarray, la
         rr, cc = draw.ellipse(half + dy, half + dx, a, b, (size, size), rotation=rot + rng.normal(0, 0.3))
         level = pheno["dna_intensity"] * (2.2 if mitotic else 1.0) * rng.lognormal(0, 0.1)
         dna[rr, cc] = level * (0.85 + 0.3 * rng.random(len(rr)))
+        for spot in rng.integers(0, len(rr), rng.poisson(max(pheno["dna_foci"], 0) * 6)):
+            fr, fc = draw.disk((rr[spot], cc[spot]), 1.2, shape=(size, size))
+            dna[fr, fc] += level * 0.9
         nucleus_px.append((rr, cc))
 
     tubulin = body_mask * 0.25 * pheno["tubulin_diffuse"]

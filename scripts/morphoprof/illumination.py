@@ -29,7 +29,7 @@ def running_mean(images: Iterable[np.ndarray]) -> np.ndarray:
     return (total / count).astype(np.float32)
 
 
-def illumination_function(mean_image: np.ndarray, smoothing: float = 0.0625,
+def illumination_function(mean_image: np.ndarray, smoothing: float = 0.25,
                           robust_percentile: float = 2.0) -> np.ndarray:
     """Smooth the mean image and rescale it so that its robust minimum is 1.
 

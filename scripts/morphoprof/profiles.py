@@ -74,7 +74,8 @@ def treatment_profiles(wells: pd.DataFrame, control: str, method: str = "mean") 
     """
     treated = wells[wells[COMPOUND] != control]
     batch = treated.groupby([COMPOUND, CONCENTRATION])[BATCH].agg(lambda b: b.mode().iloc[0])
-    profiles = aggregate(treated.drop(columns=[BATCH]), [COMPOUND, CONCENTRATION], method)
+    per_well = [BATCH, *WELL_KEYS]  # plate-level metadata says nothing about a treatment
+    profiles = aggregate(treated.drop(columns=per_well), [COMPOUND, CONCENTRATION], method)
     keys = pd.MultiIndex.from_frame(profiles[[COMPOUND, CONCENTRATION]])
     profiles[BATCH] = batch.reindex(keys).to_numpy()
     profiles["Metadata_Wells"] = treated.groupby([COMPOUND, CONCENTRATION]).size().reindex(keys).to_numpy()

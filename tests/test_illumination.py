@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import tifffile
+
+from morphoprof import illumination as il
+from morphoprof import simulate
+
+
+def test_running_mean_matches_numpy():
+    rng = np.random.default_rng(0)
+    images = [rng.random((16, 20)).astype(np.float32) for _ in range(7)]
+    assert np.allclose(il.running_mean(iter(images)), np.mean(images, axis=0), atol=1e-6)
+    with pytest.raises(ValueError, match="no images"):
+        il.running_mean([])
+
+
+def test_function_is_at_least_one_and_smooth():
+    y, x = np.mgrid[0:64, 0:80]
+    mean = 100 + 50 * np.exp(-((y - 32) ** 2 + (x - 40) ** 2) / 800) + np.random.default_rng(1).normal(0, 5, (64, 80))
+    function = il.illumination_function(mean.astype(np.float32))
+    assert function.min() == pytest.approx(1.0) and function.dtype == np.float32
+    assert np.abs(np.diff(function, axis=1)).max() < 0.05
+
+
+def test_corrects_the_real_cellprofiler_illumination_plate(shared_data):
+    """The 72 real Transfluor fields: the plate's mean image becomes flatter.
+
+    Measure: coefficient of variation (std/mean) of the pixel-wise mean of the plate's fields,
+    before and after dividing each field by the illumination function.
+    """
+    paths = sorted((shared_data / "cellprofiler_examples" / "ExampleIlluminationCorrection_AS_09047").glob("*.TIF"))
+    assert len(paths) == 72
+    mean = il.running_mean(tifffile.imread(p).astype(np.float32) for p in paths)
+    function = il.illumination_function(mean)
+    corrected_mean = il.running_mean(tifffile.imread(p).astype(np.float32) / function for p in paths)
+    before, after = il.coefficient_of_variation(mean), il.coefficient_of_variation(corrected_mean)
+    assert after < 0.75 * before, (before, after)
+
+
+def test_recovers_the_simulated_shading():
+    params = simulate.ScreenParams(plates=1, batches=1, sites=3, moas=2, illumination_strength=0.6)
+    fields = list(simulate.simulate_plate(params, "SIM01"))
+    for channel in range(3):
+        mean = il.running_mean(raw[channel].astype(np.float32) for _, raw, _ in fields)
+        function = il.illumination_function(mean)
+        truth = simulate.illumination_field(params, 0, channel)
+        assert np.corrcoef(function.ravel(), truth.ravel())[0, 1] > 0.85
+        assert il.coefficient_of_variation(truth / function) < 0.6 * il.coefficient_of_variation(truth)
+
+
+def test_percentile_rescale_maps_bounds_to_unit_range():
+    image = np.arange(1000, dtype=np.float32).reshape(20, 50)
+    lo, hi = il.percentile_bounds(il.pixel_sample(image, step=1), 0.1, 99.9)
+    scaled = il.rescale(image, lo, hi)
+    assert scaled.min() == 0 and scaled.max() == 1
+    assert np.mean(scaled == 0) == pytest.approx(0.002, abs=0.002)
+    assert np.array_equal(il.from_uint16(il.to_uint16(np.array([0.0, 1.0]))), [0.0, 1.0])

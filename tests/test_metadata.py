@@ -1,0 +1,102 @@
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from morphoprof import metadata as md
+
+CHANNELS = ["DNA", "tubulin", "actin"]
+
+
+@pytest.mark.parametrize("folder,image_csv", [
+    ("celltriplets_bbbc021_metadata", "BBBC021_v1_image.csv"),
+    ("cytominergallery_bbbc021", "BBBC021_v1_image.csv.gz"),
+])
+def test_bbbc021_tables_give_the_published_treatment_set(shared_data, folder, image_csv):
+    fields = md.bbbc021_fields(shared_data / folder / image_csv, shared_data / folder / "BBBC021_v1_moa.csv",
+                               "/images", ["DAPI", "Tubulin", "Actin"])
+    treated = fields[fields[md.COMPOUND] != "DMSO"]
+    treatments = treated.drop_duplicates(md.TREATMENT_KEYS)
+    assert len(treatments) == 103
+    assert treatments[md.COMPOUND].nunique() == 38
+    assert treatments[md.MOA].nunique() == 12
+    assert fields[md.BATCH].nunique() == 10
+    taxol = treated[(treated[md.COMPOUND] == "taxol") & np.isclose(treated[md.CONCENTRATION], 0.3)]
+    assert sorted(taxol[md.PLATE].unique()) == ["Week1_22123", "Week1_22141", "Week1_22161"]
+    assert set(taxol[md.WELL]) == {"D05"}
+    assert fields[md.FIELD].is_unique
+    assert fields[md.path_column("DAPI")].iloc[0].startswith("/images/Week")
+
+
+def test_bbbc021_rejects_a_channel_it_does_not_have(shared_data):
+    folder = shared_data / "cytominergallery_bbbc021"
+    with pytest.raises(md.InputError, match="unknown channel.*'DNA'"):
+        md.bbbc021_fields(folder / "BBBC021_v1_image.csv.gz", folder / "BBBC021_v1_moa.csv", "/x", ["DNA"])
+
+
+def test_concentrations_written_differently_join_as_one():
+    assert md.concentration_key(["0.003", "0.003000", 0.003]).tolist() == [0.003] * 3
+
+
+def _write_table(tmp_path, rows, name="images.csv"):
+    path = tmp_path / name
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _row(site=1, compound="taxol", well="B02", **extra):
+    row = {"plate": "P1", "well": well, "site": site, "compound": compound, "concentration": "1.0",
+           **{f"path_{ch}": f"img/{well}_{site}_{ch}.tif" for ch in CHANNELS}}
+    row.update(extra)
+    return row
+
+
+def test_generic_table_reads_paths_relative_to_the_table(tmp_path):
+    path = _write_table(tmp_path, [_row(1), _row(2), _row(1, "DMSO", "B03", concentration="0")])
+    fields = md.generic_fields(path, CHANNELS)
+    assert fields[md.path_column("DNA")].iloc[0] == str(tmp_path / "img/B02_1_DNA.tif")
+    assert fields[md.BATCH].tolist() == ["P1"] * 3
+    assert fields[md.FIELD].tolist() == ["P1_B02_s1", "P1_B02_s2", "P1_B03_s1"]
+
+
+@pytest.mark.parametrize("rows,channels,message", [
+    ([{k: v for k, v in _row().items() if k != "well"}], CHANNELS, r"missing column\(s\) \['well'\]"),
+    ([_row()], CHANNELS + ["mito"], r"unknown channel\(s\) \['mito'\]"),
+    ([_row(1), _row(1)], CHANNELS, r"duplicate site P1/B02/site 1 \(lines \[2, 3\]\)"),
+    ([_row(1), _row(2, concentration="lots")], CHANNELS, r"line 3, column 'concentration': 'lots'"),
+    ([_row(site="x")], CHANNELS, r"line 2, column 'site'"),
+])
+def test_generic_table_errors_name_the_file_and_the_fault(tmp_path, rows, channels, message):
+    path = _write_table(tmp_path, rows)
+    with pytest.raises(md.InputError, match=message) as err:
+        md.generic_fields(path, channels)
+    assert str(path) in str(err.value)
+
+
+def test_a_compound_without_moa_is_named(tmp_path):
+    fields = md.generic_fields(_write_table(tmp_path, [_row(1), _row(1, "DMSO", "B03"), _row(1, "mystery", "B04")]),
+                               CHANNELS)
+    moa = pd.DataFrame({"compound": ["taxol"], "moa": ["Microtubule stabilizers"]})
+    with pytest.raises(md.InputError, match=r"moa.csv: no MOA for 1 treatment\(s\): mystery 1"):
+        md.attach_moa(fields, moa, control="DMSO", source="moa.csv")
+
+
+def test_moa_table_by_compound_and_concentration(tmp_path):
+    (tmp_path / "moa.csv").write_text('"compound",concentration,"moa"\n"taxol",1.000000,"Microtubule stabilizers"\n')
+    fields = md.generic_fields(_write_table(tmp_path, [_row(1), _row(1, "DMSO", "B03")]), CHANNELS)
+    out = md.attach_moa(fields, md.read_moa_table(tmp_path / "moa.csv"), "DMSO", "moa.csv")
+    assert out[md.MOA].tolist() == ["Microtubule stabilizers", "DMSO"]
+
+
+def test_missing_image_files_are_listed_before_any_work(tmp_path):
+    fields = md.generic_fields(_write_table(tmp_path, [_row(1), _row(2)]), CHANNELS)
+    (tmp_path / "img").mkdir()
+    for ch in CHANNELS:
+        tifffile.imwrite(tmp_path / f"img/B02_1_{ch}.tif", np.zeros((4, 4), np.uint16))
+    with pytest.raises(md.InputError, match=r"3 image file\(s\) not found, e.g. P1_B02_s2: .*B02_2_DNA.tif"):
+        md.check_image_files(fields, CHANNELS)
+
+
+def test_unreadable_table_is_reported(tmp_path):
+    with pytest.raises(md.InputError, match="table not found"):
+        md.read_table(tmp_path / "nope.csv")

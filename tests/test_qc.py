@@ -1,0 +1,28 @@
+import numpy as np
+import pandas as pd
+
+from morphoprof import qc, simulate
+
+CHANNELS = list(simulate.CHANNELS)
+
+
+def test_blank_and_debris_fields_are_flagged():
+    params = simulate.ScreenParams(plates=1, batches=1, sites=4, height=128, width=128, moas=2,
+                                   blank_fraction=0.1, debris_fraction=0.1, seed=3)
+    rows, truth_blank = [], []
+    for row, raw, labels in simulate.simulate_plate(params, "SIM01"):
+        rows.append(qc.field_measurements(raw.astype(np.float32), CHANNELS))
+        truth_blank.append(labels.max() == 0)
+    flagged = qc.flag_fields(pd.DataFrame(rows), CHANNELS)
+    assert np.array_equal(flagged["QC_Blank"].to_numpy(), np.array(truth_blank))
+    assert any(truth_blank)
+    assert flagged["QC_Pass"].mean() > 0.7
+
+
+def test_debris_needs_brightness_in_every_channel():
+    rng = np.random.default_rng(0)
+    stacks = [rng.normal(1000, 100, (3, 64, 64)).astype(np.float32) for _ in range(9)]
+    stacks[2][:, :20, :20] = 20000  # debris: bright in all channels
+    stacks[5][0, :20, :20] = 20000  # a bright nuclear phenotype only
+    flagged = qc.flag_fields(pd.DataFrame([qc.field_measurements(s, CHANNELS) for s in stacks]), CHANNELS)
+    assert flagged["QC_Debris"].tolist() == [i == 2 for i in range(9)]

@@ -132,6 +132,21 @@ def embed_fields(embedder: Callable[[np.ndarray], np.ndarray], load: Callable[[o
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 
+def extract_plate(embedder, folder, field_ids: list[str], channels: list[str], batch_size: int = 8,
+                  progress=None) -> tuple[np.ndarray, list[dict]]:
+    """CNN embeddings and mean-intensity baselines of a plate's corrected field stacks."""
+    from . import illumination, images
+
+    baseline = []
+
+    def load(field_id):
+        stack = illumination.from_uint16(images.read_stack(images.corrected_path(folder, field_id)))
+        baseline.append(mean_intensity(stack, channels))
+        return stack
+
+    return embed_fields(embedder, load, field_ids, batch_size, progress), baseline
+
+
 def cnn_feature_names(channels: list[str], dim: int) -> list[str]:
     return [f"CNN_{ch}_{k:04d}" for ch in channels for k in range(dim)]
 

@@ -1,0 +1,112 @@
+"""The workflow end to end through Snakemake, on the embedded simulated screen."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+
+from morphoprof import segmentation
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def _workdir(path: Path, **changes) -> Path:
+    """A working directory with the default config, some blocks changed."""
+    config = {**DEFAULT_CONFIG, **changes}
+    (path / "config").mkdir(parents=True, exist_ok=True)
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return path
+
+
+def _snakemake(workdir: Path, *args, check=True):
+    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    workdir = _workdir(tmp_path_factory.mktemp("default"))
+    _snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_contract_outputs(default_run):
+    treatments = pd.read_parquet(default_run / "results/profiles/treatments.parquet")
+    meta = [c for c in treatments.columns if c.startswith("Metadata_")]
+    assert list(treatments.columns[: len(meta)]) == meta
+    assert len(treatments) == 24 and treatments["Metadata_Compound"].nunique() == 12
+    scores = json.loads((default_run / "results/scores/moa.json").read_text())
+    assert {"nsc", "nscb", "n_treatments", "n_compounds", "n_moas"} <= set(scores)
+    assert (scores["n_treatments"], scores["n_compounds"], scores["n_moas"]) == (24, 12, 6)
+    for plot in ("confusion_matrix.png", "umap.png", "illumination/SIM01_DNA.png"):
+        assert (default_run / "results/plots" / plot).stat().st_size > 5000
+
+
+def test_cnn_profiles_recover_moa_better_than_mean_intensities(default_run):
+    scores = json.loads((default_run / "results/scores/moa.json").read_text())
+    assert scores["nsc"] > 0.8
+    assert scores["nsc"] > scores["baselines"]["Intensity"]["nsc"]
+
+
+def test_segmentation_matches_the_simulated_ground_truth(default_run):
+    """AP@0.5 of the trained Cellpose model's masks against the simulator's nuclei, over all plates."""
+    truth, predicted = [], []
+    for mask_file in sorted((default_run / "results/masks").glob("*/*_nuclei.tif")):
+        predicted.append(tifffile.imread(mask_file))
+        truth.append(tifffile.imread(default_run / "results/simulated/masks" / mask_file.parent.name / mask_file.name))
+    assert len(predicted) == 144
+    assert segmentation.average_precision(truth, predicted) > 0.8
+    counts = pd.read_parquet(default_run / "results/segmentation/SIM01.parquet")
+    assert counts["Cells_Count"].median() > 10
+
+
+def test_illumination_correction_does_not_lower_nsc(default_run, tmp_path):
+    workdir = _workdir(tmp_path, illumination={**DEFAULT_CONFIG["illumination"], "correct": False})
+    shutil.copytree(default_run / "results/simulated", workdir / "results/simulated")
+    _snakemake(workdir, "--cores", "2", "results/scores/moa.json")
+    assert not (workdir / "results/illumination").exists()
+    uncorrected = json.loads((workdir / "results/scores/moa.json").read_text())
+    corrected = json.loads((default_run / "results/scores/moa.json").read_text())
+    assert corrected["nsc"] >= uncorrected["nsc"]
+
+
+def test_rerun_has_nothing_to_do(default_run):
+    assert "Nothing to be done" in _snakemake(default_run, "-n").stdout
+
+
+def test_lint_is_clean():
+    result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_config_typo_stops_before_any_job(tmp_path):
+    workdir = _workdir(tmp_path, features={**DEFAULT_CONFIG["features"], "backbnoe": "resnet50"})
+    result = _snakemake(workdir, "-n", check=False)
+    assert result.returncode != 0
+    assert "backbnoe" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_missing_images_are_named_before_any_job(tmp_path):
+    (tmp_path / "images.csv").write_text(
+        "plate,well,site,compound,concentration,path_DNA,path_tubulin,path_actin\n"
+        "P1,B02,1,taxol,1,a.tif,b.tif,c.tif\nP1,B03,1,DMSO,0,d.tif,e.tif,f.tif\n")
+    (tmp_path / "moa.csv").write_text("compound,moa\ntaxol,Microtubule stabilizers\n")
+    workdir = _workdir(tmp_path, input={"format": "table", "image_table": str(tmp_path / "images.csv"),
+                                        "moa_table": str(tmp_path / "moa.csv"), "image_root": ""},
+                       segmentation={**DEFAULT_CONFIG["segmentation"], "model": "nuclei"})
+    result = _snakemake(workdir, "-n", check=False)
+    assert result.returncode != 0
+    assert "6 image file(s) not found, e.g. P1_B02_s1:" in result.stdout + result.stderr

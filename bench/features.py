@@ -7,7 +7,7 @@ Three timings on the same simulated fields, in one run:
   single - one grey image (one channel of one field) per forward pass.
 Prints images/s and the ratios rule/raw (goal >= 0.8) and rule/single.
 
-  python bench/features.py [--fields 32] [--size 256 256] [--batch 8] [--threads 2] [--backbone efficientnet_lite0]
+  python bench/features.py [--fields 32] [--size 256 256] [--batch 0] [--threads 2] [--backbone efficientnet_lite0]
 """
 
 import argparse
@@ -21,19 +21,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from morphoprof import features, illumination, images, segmentation, simulate  # noqa: E402
+from morphoprof import features, illumination, images, simulate, workflow  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fields", type=int, default=32)
     parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=0, help="fields per forward pass; 0: the rule's default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backbone", default="efficientnet_lite0")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = segmentation.pick_device()
+    device = workflow.pick_device()
+    args.batch = args.batch or features.default_batch_size(device)
     channels = list(simulate.CHANNELS)
     params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=args.fields, height=args.size[0],
                                    width=args.size[1], blank_fraction=0, debris_fraction=0)

@@ -9,7 +9,7 @@ from morphoprof import features, illumination, images, metadata, segmentation, w
 log = workflow.start_job(snakemake)  # noqa: F821
 settings = snakemake.params.settings  # noqa: F821
 fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
-device = segmentation.pick_device()
+device = workflow.pick_device()
 model = segmentation.load_model(snakemake.params.model, device)  # noqa: F821
 folder = snakemake.input.images  # noqa: F821
 rows = []

@@ -17,4 +17,4 @@ for _, row in fields.iterrows():
         break
 log.info("training on %d fields for %d epochs", len(pairs), settings["epochs"])
 segmentation.train([p[0] for p in pairs], [p[1] for p in pairs], snakemake.output.model,  # noqa: F821
-                   n_epochs=settings["epochs"], seed=settings["seed"])
+                   n_epochs=settings["epochs"], seed=settings["seed"], device=workflow.pick_device())

@@ -108,6 +108,13 @@ class FieldEmbedder:
         return self.net(x).float().reshape(n, -1).cpu().numpy()
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Fields per forward pass: large batches fill a GPU; on a CPU, one field (its channels)
+    keeps activations in cache and ran fastest here (EfficientNet-Lite0, 256x256: 50 images/s
+    at 3 images per pass, 18 at 24)."""
+    return 32 if device.type == "cuda" else 1
+
+
 def batched(items: Iterable, size: int) -> Iterator[list]:
     batch = []
     for item in items:

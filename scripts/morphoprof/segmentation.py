@@ -28,15 +28,6 @@ def _cellpose():
     return models, resnet_torch
 
 
-def pick_device(use_gpu: bool = True) -> torch.device:
-    """The GPU when one is present and wanted, else the CPU (with one warning)."""
-    if use_gpu and torch.cuda.is_available():
-        return torch.device("cuda")
-    if use_gpu:
-        log.warning("no GPU found: Cellpose runs on the CPU")
-    return torch.device("cpu")
-
-
 def sidecar(path: str | Path) -> Path:
     return Path(f"{path}.json")
 
@@ -79,14 +70,14 @@ def load_model(spec: str, device=None):
 
 
 def train(images: list[np.ndarray], masks: list[np.ndarray], out_path: str | Path, n_epochs: int = 100,
-          nbase=SMALL_NBASE, learning_rate: float = 0.1, seed: int = 0) -> Path:
+          nbase=SMALL_NBASE, learning_rate: float = 0.1, seed: int = 0, device=None) -> Path:
     """Train a small Cellpose U-Net from scratch on grey images and label masks; save it."""
     from cellpose import train as cp_train, utils
 
     torch.manual_seed(seed)
     np.random.seed(seed)
     diam = float(np.median([utils.diameters(m)[0] for m in masks if m.max() > 0]))
-    model = new_model(nbase, diam_mean=diam)
+    model = new_model(nbase, diam_mean=diam, device=device)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     saved = cp_train.train_seg(model.net, train_data=[im.astype(np.float32) for im in images],

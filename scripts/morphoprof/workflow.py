@@ -37,6 +37,15 @@ def load_fields(config: dict) -> pd.DataFrame:
     return fields
 
 
+def pick_device(use_gpu: bool = True) -> torch.device:
+    """The GPU when one is present and wanted, else the CPU (with one warning)."""
+    if use_gpu and torch.cuda.is_available():
+        return torch.device("cuda")
+    if use_gpu:
+        logging.getLogger("morphoprof").warning("no GPU found: running on the CPU")
+    return torch.device("cpu")
+
+
 def start_job(snakemake) -> logging.Logger:
     """Log to the rule's log file and give torch the rule's threads."""
     log_file = snakemake.log[0] if snakemake.log else None

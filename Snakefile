@@ -23,4 +23,5 @@ rule all:
         "results/plots/umap.png",
         expand("results/segmentation/{plate}.parquet", plate=PLATES),
         illumination_plots(),
+        simulated_tables(),
     default_target: True

@@ -5,7 +5,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from morphoprof import metadata, workflow as mp_workflow  # noqa: E402
+from morphoprof import metadata, segmentation, workflow as mp_workflow  # noqa: E402
 
 
 validate(config, schema="../config/config.schema.yaml")
@@ -55,6 +55,11 @@ def illumination_plots():
     return expand("results/plots/illumination/{plate}_{channel}.png", plate=PLATES, channel=CHANNELS)
 
 
+def simulated_tables():
+    """The simulated screen's image and MOA tables, beside its images."""
+    return ["results/simulated/images.csv", "results/simulated/moa.csv"] if SIMULATED else []
+
+
 def segmentation_model():
     spec = config["segmentation"]["model"]
     return "results/models/cellpose_nuclei.pth" if spec == "train" else spec
@@ -63,4 +68,4 @@ def segmentation_model():
 def model_inputs(wildcards):
     """The model file, when the model is a file; built-in names are fetched by Cellpose itself."""
     model = segmentation_model()
-    return [model] if Path(model).suffix or model.startswith("results/") else []
+    return [] if model in segmentation.BUILTIN_MODELS else [model]

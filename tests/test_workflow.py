@@ -12,6 +12,7 @@ import pytest
 import tifffile
 import yaml
 
+from morphoprof import metadata as md
 from morphoprof import segmentation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,15 @@ def test_contract_outputs(default_run):
     assert (scores["n_treatments"], scores["n_compounds"], scores["n_moas"]) == (24, 12, 6)
     for plot in ("confusion_matrix.png", "umap.png", "illumination/SIM01_DNA.png"):
         assert (default_run / "results/plots" / plot).stat().st_size > 5000
+
+
+def test_simulated_tables_are_a_valid_generic_input(default_run):
+    """The simulator's image and MOA tables read back through the generic-table input."""
+    folder = default_run / "results/simulated"
+    fields = md.generic_fields(folder / "images.csv", ["DNA", "tubulin", "actin"])
+    md.check_image_files(fields, ["DNA", "tubulin", "actin"])
+    fields = md.attach_moa(fields, md.read_moa_table(folder / "moa.csv"), "DMSO", folder / "moa.csv")
+    assert len(fields) == 144 and fields[md.MOA].nunique() == 7
 
 
 def test_cnn_profiles_recover_moa_better_than_mean_intensities(default_run):

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+import tifffile
+
+from morphoprof import images
+from morphoprof.metadata import InputError
+
+
+def test_corrupt_and_missing_images_are_named(tmp_path):
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff at all")
+    with pytest.raises(InputError, match=r"bad\.tif: not a readable TIFF"):
+        images.read_image(tmp_path / "bad.tif")
+    with pytest.raises(InputError, match=r"gone\.tif: image not found"):
+        images.read_image(tmp_path / "gone.tif")
+
+
+def test_wrong_shape_and_dtype_are_named(tmp_path):
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 8, 8, 2), np.uint16))
+    with pytest.raises(InputError, match=r"stack\.tif: expected a 2-D grey image, got shape \(3, 8, 8, 2\)"):
+        images.read_image(tmp_path / "stack.tif")
+    tifffile.imwrite(tmp_path / "bool.tif", np.zeros((8, 8), bool))
+    with pytest.raises(InputError, match=r"bool\.tif: unsupported pixel type bool"):
+        images.read_image(tmp_path / "bool.tif")
+
+
+def test_channels_of_a_field_must_agree_in_shape(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((8, 8), np.uint16))
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((8, 9), np.uint16))
+    row = {"Metadata_Field": "P1_A01_s1", "Path_a": tmp_path / "a.tif", "Path_b": tmp_path / "b.tif"}
+    with pytest.raises(InputError, match=r"field P1_A01_s1: channel images differ in shape"):
+        images.read_field(row, ["a", "b"])
+
+
+def test_real_three_channel_field_reads_as_a_stack(shared_data):
+    folder = shared_data / "cellprofiler_examples" / "ExampleHuman"
+    row = {f"Path_d{i}": folder / f"AS_09125_050116030001_D03f00d{i}.tif" for i in range(3)}
+    stack = images.read_field({"Metadata_Field": "D03", **row}, ["d0", "d1", "d2"])
+    assert stack.shape == (3, 512, 512) and stack.dtype == np.float32 and stack[0].max() > 0
+
+
+def test_tiff_writes_leave_no_partial_file(tmp_path):
+    images.write_tiff(tmp_path / "sub" / "x.tif", np.arange(12, dtype=np.uint16).reshape(3, 4))
+    assert np.array_equal(tifffile.imread(tmp_path / "sub" / "x.tif"), np.arange(12).reshape(3, 4))
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.tif"]

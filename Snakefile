@@ -7,6 +7,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/simulate.smk"
 include: "rules/preprocess.smk"
@@ -21,6 +24,7 @@ rule all:
         "results/scores/moa.json",
         "results/plots/confusion_matrix.png",
         "results/plots/umap.png",
+        "results/scores/normalizations.csv",
         expand("results/segmentation/{plate}.parquet", plate=PLATES),
         illumination_plots(),
         simulated_tables(),

@@ -21,7 +21,12 @@ rule illumination_function:
         qc="results/qc/{plate}.parquet",
     output:
         function="results/illumination/{plate}/{channel}.tif",
-        plot="results/plots/illumination/{plate}_{channel}.png",
+        plot=report(
+            "results/plots/illumination/{plate}_{channel}.png",
+            caption="../report/illumination.rst",
+            category="Illumination",
+            subcategory="{plate}",
+        ),
     params:
         fields=plate_records,
         settings=config["illumination"],

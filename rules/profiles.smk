@@ -3,11 +3,9 @@ rule aggregate_profiles:
         features=expand("results/features/{plate}.parquet", plate=PLATES),
         qc=expand("results/qc/{plate}.parquet", plate=PLATES),
     output:
-        wells="results/profiles/wells.parquet",
-        treatments="results/profiles/treatments.parquet",
+        "results/profiles/wells_raw.parquet",
     params:
-        control=config["control"],
-        settings=config["profiles"],
+        method=config["profiles"]["aggregate"],
     log:
         "logs/aggregate_profiles.log",
     conda:
@@ -16,14 +14,33 @@ rule aggregate_profiles:
         "../scripts/aggregate_profiles.py"
 
 
+rule normalize_profiles:
+    input:
+        "results/profiles/wells_raw.parquet",
+    output:
+        wells="results/profiles/wells.parquet",
+        treatments="results/profiles/treatments.parquet",
+    params:
+        control=config["control"],
+        settings=config["profiles"],
+    log:
+        "logs/normalize_profiles.log",
+    conda:
+        "../envs/profiling.yaml"
+    script:
+        "../scripts/normalize_profiles.py"
+
+
 rule score_moa:
     input:
         "results/profiles/treatments.parquet",
     output:
         scores="results/scores/moa.json",
-        table="results/scores/treatments.csv",
-        confusion="results/plots/confusion_matrix.png",
-        umap="results/plots/umap.png",
+        table=report("results/scores/treatments.csv", caption="../report/treatments.rst", category="Scores"),
+        confusion=report("results/plots/confusion_matrix.png", caption="../report/confusion.rst", category="Scores"),
+        umap=report("results/plots/umap.png", caption="../report/umap.rst", category="Profiles"),
+        heatmap=report("results/plots/similarity_heatmap.png", caption="../report/heatmap.rst", category="Profiles"),
+        distances=report("results/plots/distances.png", caption="../report/distances.rst", category="Profiles"),
     params:
         family=config["scoring"]["family"],
         baselines=config["scoring"]["baselines"],
@@ -33,3 +50,21 @@ rule score_moa:
         "../envs/profiling.yaml"
     script:
         "../scripts/score_moa.py"
+
+
+rule compare_normalizations:
+    input:
+        "results/profiles/wells_raw.parquet",
+    output:
+        table=report("results/scores/normalizations.csv", caption="../report/normalizations.rst", category="Scores"),
+        plot=report("results/plots/normalizations.png", caption="../report/normalizations.rst", category="Scores"),
+    params:
+        control=config["control"],
+        settings=config["profiles"],
+        families=[config["scoring"]["family"], *config["scoring"]["baselines"]],
+    log:
+        "logs/compare_normalizations.log",
+    conda:
+        "../envs/profiling.yaml"
+    script:
+        "../scripts/compare_normalizations.py"

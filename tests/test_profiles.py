@@ -20,7 +20,7 @@ def _wells():
 
 
 def test_controls_are_centred_per_plate():
-    normalized = profiles.normalize_to_controls(_wells(), "DMSO")
+    normalized = profiles.normalize(_wells(), "DMSO")
     controls = normalized[normalized[md.COMPOUND] == "DMSO"]
     assert np.allclose(controls.groupby(md.PLATE)[["CNN_a", "CNN_b", "Intensity_x"]].mean(), 0, atol=1e-6)
     treated = normalized[normalized[md.COMPOUND] != "DMSO"]
@@ -31,7 +31,7 @@ def test_controls_are_centred_per_plate():
 
 
 def test_a_feature_constant_in_controls_cannot_dominate():
-    normalized = profiles.normalize_to_controls(_wells(), "DMSO", std_floor_quantile=0.25)
+    normalized = profiles.normalize(_wells(), "DMSO", "zscore", std_floor_quantile=0.25)
     treated = normalized[normalized[md.COMPOUND] != "DMSO"]
     # CNN_b has zero control variance: it is divided by the family's floor, not by ~0
     assert np.isfinite(treated["CNN_b"]).all() and treated["CNN_b"].abs().max() < 10
@@ -41,11 +41,11 @@ def test_missing_controls_on_a_plate_is_an_error():
     wells = _wells()
     wells = wells[~((wells[md.PLATE] == "P2") & (wells[md.COMPOUND] == "DMSO"))]
     with pytest.raises(ValueError, match="plate P2: no DMSO wells"):
-        profiles.normalize_to_controls(wells, "DMSO")
+        profiles.normalize(wells, "DMSO")
 
 
 def test_treatment_profiles_put_metadata_first():
-    treatments = profiles.treatment_profiles(profiles.normalize_to_controls(_wells(), "DMSO"), "DMSO")
+    treatments = profiles.treatment_profiles(profiles.normalize(_wells(), "DMSO"), "DMSO")
     assert len(treatments) == 2
     assert list(treatments.columns[:5]) == [md.COMPOUND, md.CONCENTRATION, md.MOA, md.BATCH, "Metadata_Wells"]
     assert treatments["Metadata_Wells"].tolist() == [2, 2]
@@ -56,3 +56,62 @@ def test_aggregate_median_and_mean():
     table = pd.DataFrame({md.PLATE: ["P"] * 3, md.WELL: ["A"] * 3, "CNN_a": [0.0, 1.0, 5.0]})
     assert profiles.aggregate(table, profiles.WELL_KEYS, "mean")["CNN_a"].item() == pytest.approx(2.0)
     assert profiles.aggregate(table, profiles.WELL_KEYS, "median")["CNN_a"].item() == pytest.approx(1.0)
+
+
+def _screen(n_plates=4, controls_per_plate=40, n_features=3, seed=0):
+    """Wells with correlated control variation that differs between two batches."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    mixing = {"B1": np.array([[1.0, 0.8, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]]),
+              "B2": np.array([[2.0, 0.0, 0.0], [0.0, 0.5, 0.3], [0.0, 0.0, 1.5]])}
+    for p in range(n_plates):
+        batch = "B1" if p < n_plates // 2 else "B2"
+        for i in range(controls_per_plate):
+            values = rng.normal(size=n_features) @ mixing[batch] + p
+            rows.append({md.PLATE: f"P{p}", md.WELL: f"W{i}", md.BATCH: batch, md.COMPOUND: "DMSO",
+                         md.CONCENTRATION: 0.0, **{f"CNN_{k}": v for k, v in enumerate(values)}})
+    return pd.DataFrame(rows)
+
+
+def _control_covariance(table, batch=None):
+    rows = table if batch is None else table[table[md.BATCH] == batch]
+    return np.cov(rows[profiles.feature_columns(rows)].to_numpy(np.float64).T)
+
+
+def test_sphering_whitens_the_controls():
+    out = profiles.normalize(_screen(), "DMSO", "sphering", ridge=1e-6)
+    assert np.allclose(_control_covariance(out), np.eye(3), atol=0.05)
+
+
+def test_tvn_aligns_each_batch_to_all_controls():
+    screen = _screen()
+    before = profiles.normalize(screen, "DMSO", "sphering", ridge=1e-6)
+    after = profiles.normalize(screen, "DMSO", "tvn", ridge=1e-6)
+    gap_before = np.abs(_control_covariance(before, "B1") - _control_covariance(before, "B2")).max()
+    gap_after = np.abs(_control_covariance(after, "B1") - _control_covariance(after, "B2")).max()
+    assert gap_before > 0.5 and gap_after < 0.1
+
+
+def test_robust_zscore_resists_an_outlying_control():
+    screen = _screen()
+    screen.loc[0, "CNN_0"] = 1e6
+    plain = profiles.normalize(screen, "DMSO", "zscore")
+    robust = profiles.normalize(screen, "DMSO", "robust_zscore")
+    assert plain.loc[40:, "CNN_0"].abs().max() < 0.01   # the outlier inflated the pooled std: all else is flat
+    assert robust.loc[1:, "CNN_0"].abs().median() > 0.3
+
+
+def test_unknown_normalization_is_a_config_error():
+    with pytest.raises(ValueError, match="profiles.normalization: unknown method 'pca'"):
+        profiles.normalize(_screen(), "DMSO", "pca")
+
+
+def test_feature_selection_drops_constant_and_duplicated_features():
+    screen = _screen()
+    screen["CNN_const"] = 1.0
+    screen["CNN_copy"] = screen["CNN_0"] * 2
+    kept = profiles.select_features(screen, ["variance_threshold", "correlation_threshold"])
+    features = profiles.feature_columns(kept)
+    assert "CNN_const" not in features
+    assert ("CNN_copy" in features) != ("CNN_0" in features)
+    assert {"CNN_1", "CNN_2"} <= set(features)

@@ -67,3 +67,72 @@ def test_cosine_similarity_is_scale_free():
     x = np.array([[1.0, 2.0], [2.0, 4.0], [-1.0, 0.5]])
     sim = scoring.cosine_similarity(x)
     assert sim[0, 1] == pytest.approx(1.0) and sim[0, 2] == pytest.approx(0.0)
+
+
+def test_a_compound_with_a_single_treatment_is_scored_like_any_other():
+    table = _profiles([
+        ["solo", 1, "M1", "B1", 1.0, 0.0],   # one concentration only
+        ["b", 1, "M1", "B2", 0.9, 0.1],
+        ["b", 2, "M1", "B2", 0.8, 0.1],
+        ["c", 1, "M2", "B1", 0.0, 1.0],
+        ["d", 1, "M2", "B2", 0.1, 0.9],
+    ])
+    nsc = scoring.nearest_neighbours(table, ["f_x", "f_y"], exclude_batch=False)
+    assert nsc["neighbour_compound"].iloc[0] == "b" and nsc["predicted_moa"].iloc[0] == "M1"
+    assert scoring.accuracy(nsc) == 1.0
+
+
+def test_an_moa_held_by_one_batch_is_dropped_from_the_common_set():
+    table = _profiles([
+        ["a", 1, "M1", "B1", 1.0, 0.0], ["b", 1, "M1", "B2", 0.9, 0.1],
+        ["c", 1, "M2", "B1", 0.0, 1.0], ["d", 1, "M2", "B2", 0.1, 0.9],
+        ["e", 1, "M3", "B1", 0.7, 0.7], ["f", 1, "M3", "B1", 0.6, 0.8],  # M3 only in batch B1
+    ])
+    assert scoring.single_batch_moas(table) == ["M3"]
+    summary, _ = scoring.score(table, ["f_x", "f_y"])
+    assert summary["nscb_common_treatments"] == 4 and summary["nscb_common_dropped_moas"] == ["M3"]
+    assert summary["nscb_common"] == 1.0
+    assert summary["nscb"] == pytest.approx(4 / 6)  # M3 queries can only find other MOAs across batches
+
+
+def test_pearson_ignores_a_profile_wide_offset():
+    x = np.array([[1.0, 2.0, 3.0], [11.0, 12.0, 13.0], [3.0, 2.0, 1.0]])
+    pearson = scoring.similarity(x, "pearson")
+    assert pearson[0, 1] == pytest.approx(1.0) and pearson[0, 2] == pytest.approx(-1.0)
+    assert scoring.similarity(x, "cosine")[0, 1] < 1.0
+
+
+def test_knn_majority_vote_and_its_tie_break():
+    table = _profiles([
+        ["q", 1, "M1", "B1", 1.0, 0.0],
+        ["a", 1, "M2", "B2", 0.99, 0.05],   # nearest
+        ["b", 1, "M1", "B2", 0.95, 0.2],
+        ["c", 1, "M1", "B2", 0.9, 0.3],
+        ["d", 1, "M2", "B2", 0.5, 0.8],
+    ])
+    features = ["f_x", "f_y"]
+    assert scoring.knn_predictions(table, features, 1, False).iloc[0] == "M2"
+    assert scoring.knn_predictions(table, features, 3, False).iloc[0] == "M1"   # M1 wins 2 to 1
+    assert scoring.knn_predictions(table, features, 4, False).iloc[0] == "M2"   # 2-2 tie: the nearest's MOA
+
+
+def test_map_agrees_with_copairs_run_directly():
+    from copairs.map import average_precision, mean_average_precision
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for m in range(3):
+        centre = rng.normal(size=8)
+        for c in range(3):
+            for conc in (1, 2):
+                rows.append([f"c{m}{c}", conc, f"M{m}", f"B{c % 2}", *(centre + rng.normal(scale=1.5, size=8))])
+    table = pd.DataFrame(rows, columns=[md.COMPOUND, md.CONCENTRATION, md.MOA, md.BATCH, *[f"f_{i}" for i in range(8)]])
+    features = [f"f_{i}" for i in range(8)]
+    summary, _ = scoring.score(table, features)
+    ap = average_precision(table[[md.COMPOUND, md.CONCENTRATION, md.MOA]], table[features].to_numpy(),
+                           pos_sameby=[md.MOA], pos_diffby=[md.COMPOUND], neg_sameby=[], neg_diffby=[md.MOA],
+                           progress_bar=False)
+    direct = mean_average_precision(ap, sameby=[md.MOA], null_size=100, threshold=0.05, seed=0, progress_bar=False)
+    for moa, value in zip(direct[md.MOA], direct["mean_average_precision"]):
+        assert summary["map_per_moa"][moa] == pytest.approx(value)
+    assert 0 < summary["map"] < 1

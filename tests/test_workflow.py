@@ -50,8 +50,26 @@ def test_contract_outputs(default_run):
     scores = json.loads((default_run / "results/scores/moa.json").read_text())
     assert {"nsc", "nscb", "n_treatments", "n_compounds", "n_moas"} <= set(scores)
     assert (scores["n_treatments"], scores["n_compounds"], scores["n_moas"]) == (24, 12, 6)
-    for plot in ("confusion_matrix.png", "umap.png", "illumination/SIM01_DNA.png"):
+    for plot in ("confusion_matrix.png", "umap.png", "similarity_heatmap.png", "distances.png", "normalizations.png",
+                 "illumination/SIM01_DNA.png"):
         assert (default_run / "results/plots" / plot).stat().st_size > 5000
+
+
+def test_every_normalization_is_scored(default_run):
+    table = pd.read_csv(default_run / "results/scores/normalizations.csv")
+    assert sorted(table["normalization"].unique()) == ["robust_zscore", "sphering", "tvn", "zscore"]
+    assert sorted(table["family"].unique()) == ["CNN", "Intensity"]
+    assert table[["nsc", "nscb", "map"]].apply(lambda c: c.between(0, 1)).all().all()
+    cnn = table[table["family"] == "CNN"].set_index("normalization")
+    scores = json.loads((default_run / "results/scores/moa.json").read_text())
+    assert cnn.loc["zscore", "nsc"] == pytest.approx(scores["nsc"])  # the configured normalization, both ways
+
+
+def test_html_report_gathers_the_plots(default_run):
+    _snakemake(default_run, "--report", "report.html")
+    html = (default_run / "report.html").read_text(errors="replace")
+    for name in ("confusion_matrix.png", "umap.png", "normalizations.csv", "SIM01_DNA.png"):
+        assert name in html
 
 
 def test_simulated_tables_are_a_valid_generic_input(default_run):

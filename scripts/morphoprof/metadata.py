@@ -200,3 +200,31 @@ def check_image_files(fields: pd.DataFrame, channels: list[str]) -> None:
 def plate_fields(fields: pd.DataFrame, plate: str) -> pd.DataFrame:
     return fields[fields[PLATE] == plate].reset_index(drop=True)
 
+
+
+def join_well_profiles(table: pd.DataFrame, source, fields: pd.DataFrame, plate_column: str, well_column: str,
+                       family: str) -> pd.DataFrame:
+    """Attach well metadata (batch, compound, concentration, MOA) to another tool's well profiles.
+
+    Every column other than the plate and well columns must be numeric; features are
+    renamed ``<family>_<column>`` so the profiling code treats them as one family. Wells
+    the image table does not keep (e.g. unannotated compounds) are dropped.
+    """
+    _require_columns(table, [plate_column, well_column], source)
+    features = [c for c in table.columns if c not in (plate_column, well_column) and not c.startswith("Metadata_")]
+    numeric = table[features].apply(pd.to_numeric, errors="coerce")
+    bad = [c for c in features if numeric[c].isna().any()]
+    if bad:
+        raise InputError(f"{source}: non-numeric or empty values in feature column(s) {bad[:5]}")
+    if not features:
+        raise InputError(f"{source}: no feature columns besides {plate_column!r} and {well_column!r}")
+    wells = fields.drop_duplicates([PLATE, WELL])[[PLATE, WELL, BATCH, COMPOUND, CONCENTRATION, MOA]]
+    keys = pd.DataFrame({PLATE: table[plate_column].astype(str).str.strip(),
+                         WELL: table[well_column].astype(str).str.strip()})
+    if keys.duplicated().any():
+        first = keys[keys.duplicated()].iloc[0]
+        raise InputError(f"{source}: more than one row for plate {first[PLATE]} well {first[WELL]}")
+    joined = pd.concat([keys, numeric.add_prefix(f"{family}_")], axis=1).merge(wells, on=[PLATE, WELL])
+    if joined.empty:
+        raise InputError(f"{source}: no (plate, well) matches the image table; check --plate-column/--well-column")
+    return joined[[PLATE, WELL, BATCH, COMPOUND, CONCENTRATION, MOA] + [f"{family}_{c}" for c in features]]

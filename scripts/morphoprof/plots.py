@@ -44,21 +44,72 @@ def confusion_matrix(counts: pd.DataFrame, title: str, path) -> None:
     plt.close(fig)
 
 
-def embedding(coords: np.ndarray, labels: pd.Series, markers: pd.Series, title: str, path) -> None:
-    """2-D embedding of treatments, coloured by MOA, marker by batch."""
-    fig, ax = plt.subplots(figsize=(8, 6))
-    colours = plt.get_cmap("tab20")
-    shapes = "os^Dv<>pP*"
-    for i, moa in enumerate(sorted(labels.unique())):
-        for j, batch in enumerate(sorted(markers.unique())):
-            sel = ((labels == moa) & (markers == batch)).to_numpy()
-            if sel.any():
-                ax.scatter(coords[sel, 0], coords[sel, 1], color=colours(i % 20), marker=shapes[j % len(shapes)],
-                           s=40, label=moa if j == 0 else None, edgecolor="k", linewidth=0.3)
-    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left", title="MOA (marker: batch)")
+def embedding(coords: np.ndarray, moas: pd.Series, batches: pd.Series, title: str, path) -> None:
+    """2-D embedding of treatments, coloured by MOA (left) and by batch (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    for ax, labels, name in zip(axes, (moas, batches), ("MOA", "batch")):
+        colours = plt.get_cmap("tab20" if labels.nunique() > 10 else "tab10")
+        for i, label in enumerate(sorted(labels.unique())):
+            sel = (labels == label).to_numpy()
+            ax.scatter(coords[sel, 0], coords[sel, 1], color=colours(i % colours.N), s=40, label=label,
+                       edgecolor="k", linewidth=0.3)
+        ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left", title=name)
+        ax.set_title(f"{title}: coloured by {name}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def similarity_heatmap(similarity: np.ndarray, moas: pd.Series, title: str, path) -> None:
+    """Treatment-by-treatment cosine similarity, ordered by MOA, MOA blocks outlined."""
+    order = np.argsort(moas.to_numpy(), kind="stable")
+    labels = moas.to_numpy()[order]
+    fig, ax = plt.subplots(figsize=(9, 8))
+    shown = ax.imshow(similarity[np.ix_(order, order)], cmap="RdBu_r", vmin=-1, vmax=1)
+    starts = [0] + [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
+    ends = starts[1:] + [len(labels)]
+    for start, end in zip(starts, ends):
+        ax.add_patch(plt.Rectangle((start - 0.5, start - 0.5), end - start, end - start, fill=False, lw=1.2))
+    centres = [(a + b - 1) / 2 for a, b in zip(starts, ends)]
+    ax.set_xticks(centres, [labels[a] for a in starts], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(centres, [labels[a] for a in starts], fontsize=7)
+    fig.colorbar(shown, ax=ax, fraction=0.046, label="cosine similarity")
     ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def distance_distributions(groups: dict[str, np.ndarray], title: str, path) -> None:
+    """Histograms of pairwise cosine distances, one per kind of pair."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bins = np.linspace(0, 2, 41)
+    for name, values in groups.items():
+        if len(values):
+            ax.hist(values, bins=bins, density=True, alpha=0.5, label=f"{name} (n={len(values)})")
+    ax.set_xlabel("cosine distance between treatment profiles")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def scores_by_method(table: pd.DataFrame, path) -> None:
+    """Grouped bars: NSC, NSCB and mAP for each normalization and feature family."""
+    metrics = ["nsc", "nscb", "map"]
+    rows = table.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4.5))
+    width = 0.8 / len(metrics)
+    for i, metric in enumerate(metrics):
+        ax.bar(np.arange(len(rows)) + i * width, rows[metric], width, label=metric.upper())
+    ax.set_xticks(np.arange(len(rows)) + width, rows["normalization"] + "\n" + rows["family"], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    ax.set_title("MOA retrieval by normalization")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

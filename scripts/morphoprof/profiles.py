@@ -35,36 +35,118 @@ def feature_family(column: str) -> str:
     return column.split("_", 1)[0]
 
 
-def normalize_to_controls(wells: pd.DataFrame, control: str, std_floor_quantile: float = 0.25) -> pd.DataFrame:
-    """Standardize features against the control wells.
+NORMALIZATIONS = ("zscore", "robust_zscore", "sphering", "tvn")
+MAD_TO_STD = 1.4826
 
-    Each plate is centred on its own control wells' mean. Features are divided by the
-    control standard deviation pooled over plates (root mean within-plate variance),
-    floored at the ``std_floor_quantile`` quantile of that family's control stds: CNN
-    features that are (nearly) silent in controls but fire under treatment would
+
+def _floored(scale: np.ndarray, features: list[str], quantile: float) -> np.ndarray:
+    """Floor each feature's scale at a quantile of its family's positive scales.
+
+    CNN features that are (nearly) silent in controls but fire under treatment would
     otherwise be divided by ~0 and swamp every other feature.
     """
-    features = feature_columns(wells)
-    values = wells[features].to_numpy(np.float64, copy=True)
+    scale = scale.copy()
+    families = np.array([feature_family(f) for f in features])
+    for family in np.unique(families):
+        in_family = families == family
+        positive = scale[in_family][scale[in_family] > 0]
+        scale[in_family] = np.maximum(scale[in_family], np.quantile(positive, quantile) if len(positive) else 1.0)
+    return scale
+
+
+def _centre_on_plate_controls(wells: pd.DataFrame, control: str, robust: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Features minus each plate's control mean (median if robust), and the pooled control spread.
+
+    The spread is the root mean over plates of the within-plate control variance (MAD^2 if
+    robust): a handful of control wells per plate estimates it too noisily alone.
+    """
+    values = wells[feature_columns(wells)].to_numpy(np.float64, copy=True)
     is_control = (wells[COMPOUND] == control).to_numpy()
     plates = wells[PLATE].to_numpy()
-    variances = []
+    spreads = []
     for plate in np.unique(plates):
         on_plate = plates == plate
         controls = values[on_plate & is_control]
         if len(controls) == 0:
             raise ValueError(f"plate {plate}: no {control} wells to normalize against")
-        values[on_plate] -= controls.mean(axis=0)
-        variances.append(controls.var(axis=0))
-    scale = np.sqrt(np.mean(variances, axis=0))
+        centre = np.median(controls, axis=0) if robust else controls.mean(axis=0)
+        values[on_plate] -= centre
+        controls = controls - centre
+        spreads.append((MAD_TO_STD * np.median(np.abs(controls), axis=0)) ** 2 if robust else controls.var(axis=0))
+    return values, np.sqrt(np.mean(spreads, axis=0))
+
+
+def _covariance_power(samples: np.ndarray, power: float, ridge: float):
+    """x -> x (cov(samples) + ridge I)^power, from a thin SVD (samples are few, features many)."""
+    _, singular, vt = np.linalg.svd(samples - samples.mean(axis=0), full_matrices=False)
+    eigen = singular**2 / max(len(samples) - 1, 1)
+    gain = (eigen + ridge) ** power - ridge**power
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return x * ridge**power + ((x @ vt.T) * gain) @ vt
+
+    return apply
+
+
+def _sphere(values: np.ndarray, is_control: np.ndarray, ridge: float) -> np.ndarray:
+    """ZCA whitening fitted on the control wells: x -> x (cov(controls) + ridge I)^(-1/2).
+
+    The ridge keeps it defined when there are fewer control wells than features (always,
+    for CNN features), where pycytominer's Spherize refuses the rank-deficient fit.
+    """
+    return _covariance_power(values[is_control], -0.5, ridge)(values)
+
+
+def _coral(values: np.ndarray, is_control: np.ndarray, batches: np.ndarray, ridge: float) -> np.ndarray:
+    """Align each batch's control covariance to that of all controls (CORAL)."""
+    out = values.copy()
+    to_all = _covariance_power(values[is_control], 0.5, ridge)
+    for batch in np.unique(batches):
+        in_batch = batches == batch
+        controls = values[in_batch & is_control]
+        if len(controls) < 2:
+            raise ValueError(f"batch {batch}: TVN needs at least 2 control wells, found {len(controls)}")
+        out[in_batch] = to_all(_covariance_power(controls, -0.5, ridge)(values[in_batch]))
+    return out
+
+
+def normalize(wells: pd.DataFrame, control: str, method: str = "zscore", std_floor_quantile: float = 0.25,
+              ridge: float = 1.0) -> pd.DataFrame:
+    """Normalize well profiles against the control wells.
+
+    - ``zscore``: centre each plate on its control mean, divide by the pooled control std,
+      floored at the ``std_floor_quantile`` quantile of the feature family's control stds.
+    - ``robust_zscore``: the same with the control median and MAD.
+    - ``sphering``: z-score, then ZCA whitening fitted on all control wells, with ``ridge``
+      added to the control covariance.
+    - ``tvn``: sphering, then CORAL: each batch's control covariance is aligned to that of
+      all controls (typical variation normalization, Ando et al. 2017).
+    """
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"config profiles.normalization: unknown method {method!r}; choose one of {NORMALIZATIONS}")
+    features = feature_columns(wells)
+    values, spread = _centre_on_plate_controls(wells, control, robust=method == "robust_zscore")
+    values /= _floored(spread, features, std_floor_quantile)
+    is_control = (wells[COMPOUND] == control).to_numpy()
     families = np.array([feature_family(f) for f in features])
-    for family in np.unique(families):
-        in_family = families == family
-        positive = scale[in_family][scale[in_family] > 0]
-        floor = np.quantile(positive, std_floor_quantile) if len(positive) else 1.0
-        scale[in_family] = np.maximum(scale[in_family], floor)
-    normalized = pd.DataFrame((values / scale).astype(np.float32), index=wells.index, columns=features)
+    for family in np.unique(families):  # whitening mixes features: keep families apart
+        cols = families == family
+        if method in ("sphering", "tvn"):
+            values[:, cols] = _sphere(values[:, cols], is_control, ridge)
+        if method == "tvn":
+            values[:, cols] = _coral(values[:, cols], is_control, wells[BATCH].to_numpy(), ridge)
+    normalized = pd.DataFrame(values.astype(np.float32), index=wells.index, columns=features)
     return pd.concat([wells[metadata_columns(wells)], normalized], axis=1)
+
+
+def select_features(wells: pd.DataFrame, operations: list[str], corr_threshold: float = 0.9) -> pd.DataFrame:
+    """Drop near-constant and highly correlated features (pycytominer's feature_select)."""
+    if not operations:
+        return wells
+    from pycytominer import feature_select
+
+    return feature_select(wells, features=feature_columns(wells), operation=list(operations),
+                          corr_threshold=corr_threshold)
 
 
 def treatment_profiles(wells: pd.DataFrame, control: str, method: str = "mean") -> pd.DataFrame:
@@ -83,3 +165,15 @@ def treatment_profiles(wells: pd.DataFrame, control: str, method: str = "mean") 
     if MOA in ordered:
         ordered.insert(2, ordered.pop(ordered.index(MOA)))
     return profiles[ordered + feature_columns(profiles)]
+
+
+def build_profiles(wells: pd.DataFrame, control: str, settings: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw well profiles -> normalized (and feature-selected) wells -> treatment profiles.
+
+    ``settings`` is the config's ``profiles`` block; the same code serves the workflow and
+    the scoring of other tools' profiles.
+    """
+    normalized = normalize(wells, control, settings["normalization"], settings["std_floor_quantile"],
+                           settings["ridge"])
+    normalized = select_features(normalized, settings["feature_selection"], settings["corr_threshold"])
+    return normalized, treatment_profiles(normalized, control, settings["aggregate"])

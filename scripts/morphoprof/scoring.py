@@ -1,4 +1,4 @@
-"""MOA scoring as in the BBBC021 protocol: 1-nearest-neighbour over treatment profiles.
+"""MOA scoring as in the BBBC021 protocol: nearest neighbours over treatment profiles.
 
 NSC excludes the query's own compound from the neighbours; NSCB also excludes the
 query's batch. Ties in similarity go to the first treatment in table order.
@@ -11,6 +11,9 @@ import pandas as pd
 
 from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA
 
+METRICS = ("cosine", "pearson")
+KS = (1, 3, 5)
+
 
 def cosine_similarity(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -18,22 +21,34 @@ def cosine_similarity(x: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
-def nearest_neighbours(profiles: pd.DataFrame, features: list[str], exclude_batch: bool) -> pd.DataFrame:
-    """For each treatment, its most similar treatment of another compound (and batch).
+def similarity(x: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """Cosine, or Pearson correlation (the cosine of each profile minus its own mean)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown similarity {metric!r}; choose one of {METRICS}")
+    return cosine_similarity(x - x.mean(axis=1, keepdims=True) if metric == "pearson" else x)
 
-    Queries with no admissible neighbour get no prediction (NaN) and are left out of the
-    accuracy, and the output says so.
-    """
-    sim = cosine_similarity(profiles[features].to_numpy(np.float64))
+
+def _admissible_similarity(profiles: pd.DataFrame, features: list[str], exclude_batch: bool, metric: str):
+    sim = similarity(profiles[features].to_numpy(np.float64), metric)
     compounds = profiles[COMPOUND].to_numpy()
     blocked = compounds[:, None] == compounds[None, :]
     if exclude_batch:
         batches = profiles[BATCH].to_numpy()
         blocked |= batches[:, None] == batches[None, :]
-    sim = np.where(blocked, -np.inf, sim)
+    return np.where(blocked, -np.inf, sim)
+
+
+def nearest_neighbours(profiles: pd.DataFrame, features: list[str], exclude_batch: bool,
+                       metric: str = "cosine") -> pd.DataFrame:
+    """For each treatment, its most similar treatment of another compound (and batch).
+
+    Queries with no admissible neighbour get no prediction (NaN) and are left out of the
+    accuracy; the summary reports how many were scored.
+    """
+    sim = _admissible_similarity(profiles, features, exclude_batch, metric)
     has_neighbour = np.isfinite(sim).any(axis=1)
     best = np.argmax(sim, axis=1)
-    moas = profiles[MOA].to_numpy()
+    compounds, moas = profiles[COMPOUND].to_numpy(), profiles[MOA].to_numpy()
     return pd.DataFrame({
         COMPOUND: compounds,
         CONCENTRATION: profiles[CONCENTRATION].to_numpy(),
@@ -43,6 +58,24 @@ def nearest_neighbours(profiles: pd.DataFrame, features: list[str], exclude_batc
         "predicted_moa": np.where(has_neighbour, moas[best], None),
         "similarity": np.where(has_neighbour, sim[np.arange(len(sim)), best], np.nan),
     })
+
+
+def knn_predictions(profiles: pd.DataFrame, features: list[str], k: int, exclude_batch: bool,
+                    metric: str = "cosine") -> pd.Series:
+    """Majority MOA among the k most similar admissible treatments; a tie goes to the MOA
+    of the nearest tied neighbour. None where no neighbour is admissible."""
+    sim = _admissible_similarity(profiles, features, exclude_batch, metric)
+    moas = profiles[MOA].to_numpy()
+    predictions = []
+    for row in sim:
+        order = [j for j in np.argsort(-row, kind="stable")[:k] if np.isfinite(row[j])]
+        if not order:
+            predictions.append(None)
+            continue
+        votes = pd.Series(moas[order]).value_counts()
+        tied = set(votes.index[votes == votes.iloc[0]])
+        predictions.append(next(moas[j] for j in order if moas[j] in tied))
+    return pd.Series(predictions, index=profiles.index, dtype=object)
 
 
 def accuracy(neighbours: pd.DataFrame) -> float:
@@ -63,22 +96,91 @@ def confusion(neighbours: pd.DataFrame) -> pd.DataFrame:
     return pd.crosstab(scored[MOA], scored["predicted_moa"]).reindex(index=labels, columns=labels, fill_value=0)
 
 
+def single_batch_moas(profiles: pd.DataFrame) -> list[str]:
+    """MOAs whose treatments all sit in one batch: NSCB cannot find them a same-MOA neighbour.
+
+    In BBBC021 these are Kinase inhibitors and Cholesterol-lowering; dropping them leaves
+    the common 92-treatment set.
+    """
+    batches = profiles.groupby(MOA)[BATCH].nunique()
+    return sorted(batches[batches == 1].index)
+
+
+def average_precision(profiles: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """copairs AP of each treatment retrieving same-MOA treatments of other compounds.
+
+    Positives: same MOA, other compound; negatives: other MOAs (cosine similarity).
+    """
+    from copairs.map import average_precision as copairs_ap
+
+    meta = profiles[[COMPOUND, CONCENTRATION, MOA]].reset_index(drop=True)
+    return copairs_ap(meta, profiles[features].to_numpy(np.float64), pos_sameby=[MOA], pos_diffby=[COMPOUND],
+                      neg_sameby=[], neg_diffby=[MOA], progress_bar=False)
+
+
 def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFrame]:
-    """NSC and NSCB accuracies plus a per-treatment table of neighbours."""
+    """All scores of one feature set, and a per-treatment table of neighbours."""
     nsc = nearest_neighbours(profiles, features, exclude_batch=False)
     nscb = nearest_neighbours(profiles, features, exclude_batch=True)
+    dropped = single_batch_moas(profiles)
+    common = profiles[~profiles[MOA].isin(dropped)].reset_index(drop=True)
+    ap = average_precision(profiles, features)
     summary = {
         "nsc": accuracy(nsc),
         "nscb": accuracy(nscb),
         "nscb_scored_treatments": int(nscb["predicted_moa"].notna().sum()),
+        "nscb_common": accuracy(nearest_neighbours(common, features, exclude_batch=True)),
+        "nscb_common_treatments": int(len(common)),
+        "nscb_common_dropped_moas": dropped,
         "n_treatments": int(len(profiles)),
         "n_compounds": int(profiles[COMPOUND].nunique()),
         "n_moas": int(profiles[MOA].nunique()),
         "n_batches": int(profiles[BATCH].nunique()),
         "n_features": len(features),
+        "pearson": {
+            "nsc": accuracy(nearest_neighbours(profiles, features, False, "pearson")),
+            "nscb": accuracy(nearest_neighbours(profiles, features, True, "pearson")),
+        },
+        "knn": {},
+        "map": float(ap["average_precision"].mean()),
+        "map_per_moa": {m: float(v) for m, v in ap.groupby(MOA)["average_precision"].mean().items()},
         "per_moa_nsc": per_moa_accuracy(nsc),
         "per_moa_nscb": per_moa_accuracy(nscb),
     }
+    for k in KS:
+        summary["knn"][f"k{k}"] = {
+            kind: accuracy(pd.DataFrame({MOA: profiles[MOA], "predicted_moa": knn_predictions(profiles, features, k, b)}))
+            for kind, b in (("nsc", False), ("nscb", True))
+        }
     table = nsc.rename(columns={c: f"nsc_{c}" for c in nsc.columns[3:]})
     table = table.join(nscb.iloc[:, 3:].add_prefix("nscb_"))
+    table["average_precision"] = ap["average_precision"].to_numpy()
     return summary, table
+
+
+def evaluate(treatments: pd.DataFrame, family: str, baselines: list[str] = ()) -> tuple[dict, pd.DataFrame]:
+    """Scores of one feature family, with the headline scores of baseline families beside them."""
+    from .profiles import feature_columns
+
+    columns = feature_columns(treatments, family)
+    if not columns:
+        raise ValueError(f"no {family!r} features among the profiles' columns (config scoring.family)")
+    summary, table = score(treatments, columns)
+    summary = {"feature_family": family, **summary, "baselines": {}}
+    for baseline in baselines:
+        baseline_summary, _ = score(treatments, feature_columns(treatments, baseline))
+        summary["baselines"][baseline] = {k: baseline_summary[k] for k in ("nsc", "nscb", "nscb_common", "map",
+                                                                            "n_features")}
+    return summary, table
+
+
+def pair_distances(profiles: pd.DataFrame, features: list[str]) -> dict[str, np.ndarray]:
+    """Cosine distances of treatment pairs: same compound, same MOA (other compound), other MOA."""
+    distance = 1 - similarity(profiles[features].to_numpy(np.float64))
+    upper = np.triu_indices(len(profiles), k=1)
+    compounds, moas = profiles[COMPOUND].to_numpy(), profiles[MOA].to_numpy()
+    same_compound = (compounds[:, None] == compounds[None, :])[upper]
+    same_moa = (moas[:, None] == moas[None, :])[upper]
+    values = distance[upper]
+    return {"same compound": values[same_compound], "same MOA, other compound": values[same_moa & ~same_compound],
+            "other MOA": values[~same_moa]}

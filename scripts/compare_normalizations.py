@@ -1,0 +1,20 @@
+"""Rule compare_normalizations: NSC, NSCB and mAP of every normalization, side by side."""
+
+import pandas as pd
+
+from morphoprof import plots, profiles, scoring, workflow
+
+log = workflow.start_job(snakemake)  # noqa: F821
+wells = pd.read_parquet(snakemake.input[0])  # noqa: F821
+rows = []
+for method in profiles.NORMALIZATIONS:
+    settings = {**snakemake.params.settings, "normalization": method}  # noqa: F821
+    _, treatments = profiles.build_profiles(wells, snakemake.params.control, settings)  # noqa: F821
+    for family in snakemake.params.families:  # noqa: F821
+        summary, _ = scoring.score(treatments, profiles.feature_columns(treatments, family))
+        rows.append({"normalization": method, "family": family,
+                     **{k: summary[k] for k in ("nsc", "nscb", "nscb_common", "map", "n_features")}})
+        log.info("%s %s: NSC %.3f NSCB %.3f mAP %.3f", method, family, summary["nsc"], summary["nscb"], summary["map"])
+table = pd.DataFrame(rows)
+table.to_csv(snakemake.output.table, index=False)  # noqa: F821
+plots.scores_by_method(table, snakemake.output.plot)  # noqa: F821

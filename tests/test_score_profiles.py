@@ -1,0 +1,62 @@
+"""Scoring another tool's per-well profiles of BBBC021 with the same protocol."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morphoprof import metadata as md
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _well_profiles(shared_data, signal: float, path: Path):
+    """BBBC021's real wells with CellProfiler-style columns: an MOA signature times ``signal`` plus noise."""
+    folder = shared_data / "cytominergallery_bbbc021"
+    fields = md.bbbc021_fields(folder / "BBBC021_v1_image.csv.gz", folder / "BBBC021_v1_moa.csv", ".",
+                               list(md.BBBC021_CHANNELS))
+    wells = fields.drop_duplicates([md.PLATE, md.WELL]).reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    signatures = {moa: rng.normal(size=20) for moa in sorted(wells[md.MOA].unique())}
+    signatures["DMSO"] = np.zeros(20)
+    values = np.stack([signatures[m] for m in wells[md.MOA]]) * signal + rng.normal(size=(len(wells), 20))
+    table = pd.DataFrame(values, columns=[f"Cells_AreaShape_F{i}" for i in range(20)])
+    table.insert(0, "Image_Metadata_Well", wells[md.WELL])
+    table.insert(0, "Image_Metadata_Plate", wells[md.PLATE])
+    table.to_csv(path, index=False)
+    return folder
+
+
+def _score(shared_data, tmp_path, signal):
+    folder = _well_profiles(shared_data, signal, tmp_path / "wells.csv")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "score_profiles.py"), str(tmp_path / "wells.csv"),
+                    "--image-table", str(folder / "BBBC021_v1_image.csv.gz"), "--moa-table",
+                    str(folder / "BBBC021_v1_moa.csv"), "--plate-column", "Image_Metadata_Plate",
+                    "--well-column", "Image_Metadata_Well", "--family", "CellProfiler",
+                    "--out", str(tmp_path / "scores.json")], check=True, capture_output=True, text=True)
+    return json.loads((tmp_path / "scores.json").read_text())
+
+
+def test_bbbc021_well_profiles_go_through_the_same_protocol(shared_data, tmp_path):
+    scores = _score(shared_data, tmp_path, signal=3.0)
+    assert (scores["n_treatments"], scores["n_compounds"], scores["n_moas"]) == (103, 38, 12)
+    assert scores["nscb_common_treatments"] == 92
+    assert scores["nscb_common_dropped_moas"] == ["Cholesterol-lowering", "Kinase inhibitors"]
+    assert scores["nsc"] > 0.95 and scores["map"] > 0.8
+    assert scores["feature_family"] == "CellProfiler" and scores["n_features"] == 20
+
+
+def test_profiles_without_moa_signal_score_near_chance(shared_data, tmp_path):
+    scores = _score(shared_data, tmp_path, signal=0.0)
+    assert scores["nsc"] < 0.35
+
+
+def test_non_numeric_feature_is_named(tmp_path):
+    table = pd.DataFrame({"Metadata_Plate": ["P"], "Metadata_Well": ["A01"], "Cells_Area": ["big"]})
+    with pytest.raises(md.InputError, match=r"wells.csv: non-numeric .* \['Cells_Area'\]"):
+        md.join_well_profiles(table, "wells.csv", pd.DataFrame(columns=[md.PLATE, md.WELL]), "Metadata_Plate",
+                              "Metadata_Well", "X")

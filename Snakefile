@@ -29,3 +29,4 @@ rule all:
         illumination_plots(),
         simulated_tables(),
     default_target: True
+    localrule: True

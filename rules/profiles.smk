@@ -6,6 +6,7 @@ rule aggregate_profiles:
         "results/profiles/wells_raw.parquet",
     params:
         method=config["profiles"]["aggregate"],
+    localrule: True
     log:
         "logs/aggregate_profiles.log",
     conda:
@@ -23,6 +24,7 @@ rule normalize_profiles:
     params:
         control=config["control"],
         settings=config["profiles"],
+    localrule: True
     log:
         "logs/normalize_profiles.log",
     conda:
@@ -44,6 +46,7 @@ rule score_moa:
     params:
         family=config["scoring"]["family"],
         baselines=config["scoring"]["baselines"],
+    localrule: True
     log:
         "logs/score_moa.log",
     conda:
@@ -62,6 +65,7 @@ rule compare_normalizations:
         control=config["control"],
         settings=config["profiles"],
         families=[config["scoring"]["family"], *config["scoring"]["baselines"]],
+    localrule: True
     log:
         "logs/compare_normalizations.log",
     conda:

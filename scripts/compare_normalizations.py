@@ -9,7 +9,13 @@ wells = pd.read_parquet(snakemake.input[0])  # noqa: F821
 rows = []
 for method in profiles.NORMALIZATIONS:
     settings = {**snakemake.params.settings, "normalization": method}  # noqa: F821
-    _, treatments = profiles.build_profiles(wells, snakemake.params.control, settings)  # noqa: F821
+    try:
+        _, treatments = profiles.build_profiles(wells, snakemake.params.control, settings)  # noqa: F821
+    except ValueError as err:  # e.g. TVN on a batch with a single control well: say so, score the rest
+        log.warning("%s cannot run on these wells: %s", method, err)
+        rows += [{"normalization": method, "family": family, "note": str(err)}
+                 for family in snakemake.params.families]  # noqa: F821
+        continue
     for family in snakemake.params.families:  # noqa: F821
         summary, _ = scoring.score(treatments, profiles.feature_columns(treatments, family))
         rows.append({"normalization": method, "family": family,

@@ -47,9 +47,10 @@ def main():
     parser.add_argument("--plates", type=int, default=55)
     parser.add_argument("--wells", type=int, default=60)
     parser.add_argument("--sites", type=int, default=4)
+    parser.add_argument("--keep", help="build the screen in this (new) folder and keep it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = Path(args.keep or tmp)
         start = time.perf_counter()
         write_screen(folder / "images", args.plates, args.wells, args.sites)
         print(f"wrote {args.plates * args.wells * args.sites} fields x 3 placeholder files "

@@ -1,3 +1,4 @@
+import functools
 import sys
 from pathlib import Path
 
@@ -26,8 +27,11 @@ wildcard_constraints:
     channel="|".join(CHANNELS),
 
 
+@functools.cache
 def fields_of(plate):
-    """A plate's fields as records: passed as params, so a plate reruns only when its fields change."""
+    """A plate's fields as records: passed as params, so a plate reruns only when its fields change.
+
+    Cached: several rules per plate ask for them, and building records is the bulk of planning time."""
     return metadata.plate_fields(FIELDS, plate).to_dict("records")
 
 
@@ -35,12 +39,9 @@ def plate_records(wildcards):
     return fields_of(wildcards.plate)
 
 
-def raw_images(wildcards):
-    """The plate's raw images: the simulator's output folder, or the files the image table lists."""
-    if SIMULATED:
-        return f"{mp_workflow.SIMULATED_IMAGES}/{wildcards.plate}"
-    rows = metadata.plate_fields(FIELDS, wildcards.plate)
-    return [p for ch in CHANNELS for p in rows[metadata.path_column(ch)]]
+def simulated_images(wildcards):
+    """The simulator's output folder of a plate; a user's images exist before the run."""
+    return f"{mp_workflow.SIMULATED_IMAGES}/{wildcards.plate}" if SIMULATED else []
 
 
 def illumination_functions(wildcards):

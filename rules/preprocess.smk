@@ -1,6 +1,23 @@
+rule check_images:
+    input:
+        simulated_images,
+    output:
+        "results/manifests/{plate}.csv",
+    params:
+        fields=plate_records,
+        channels=CHANNELS,
+    localrule: True
+    log:
+        "logs/check_images/{plate}.log",
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/check_images.py"
+
+
 rule qc_plate:
     input:
-        raw_images,
+        "results/manifests/{plate}.csv",
     output:
         "results/qc/{plate}.parquet",
     params:
@@ -17,7 +34,7 @@ rule qc_plate:
 
 rule illumination_function:
     input:
-        images=raw_images,
+        manifest="results/manifests/{plate}.csv",
         qc="results/qc/{plate}.parquet",
     output:
         function="results/illumination/{plate}/{channel}.tif",
@@ -40,7 +57,7 @@ rule illumination_function:
 
 rule correct_plate:
     input:
-        images=raw_images,
+        manifest="results/manifests/{plate}.csv",
         functions=illumination_functions,
     output:
         directory("results/corrected/{plate}"),

@@ -42,3 +42,18 @@ def test_tiff_writes_leave_no_partial_file(tmp_path):
     images.write_tiff(tmp_path / "sub" / "x.tif", np.arange(12, dtype=np.uint16).reshape(3, 4))
     assert np.array_equal(tifffile.imread(tmp_path / "sub" / "x.tif"), np.arange(12).reshape(3, 4))
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.tif"]
+
+
+def test_plate_check_reads_headers_and_names_the_odd_image(tmp_path):
+    rows = []
+    for i, shape in enumerate([(8, 8), (8, 8), (8, 9)]):
+        tifffile.imwrite(tmp_path / f"{i}.tif", np.zeros(shape, np.uint16))
+        rows.append({"Metadata_Field": f"f{i}", "Path_a": str(tmp_path / f"{i}.tif")})
+    import pandas as pd
+
+    assert images.check_plate_images(pd.DataFrame(rows[:2]), ["a"]) == (8, 8)
+    with pytest.raises(InputError, match=r"2\.tif: 8x9 pixels, but the plate's other images are 8x8"):
+        images.check_plate_images(pd.DataFrame(rows), ["a"])
+    (tmp_path / "1.tif").write_bytes(b"garbage")
+    with pytest.raises(InputError, match=r"1\.tif: not a readable TIFF"):
+        images.check_plate_images(pd.DataFrame(rows), ["a"])

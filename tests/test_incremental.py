@@ -78,7 +78,7 @@ def two_plates_done(tmp_path_factory):
 def test_adding_a_plate_reruns_only_its_jobs_and_the_aggregation(two_plates_done):
     workdir, screen, _ = two_plates_done
     _configure(workdir, screen)
-    assert _planned_jobs(workdir) == {"qc_plate": 1, "illumination_function": 3, "correct_plate": 1,
+    assert _planned_jobs(workdir) == {"check_images": 1, "qc_plate": 1, "illumination_function": 3, "correct_plate": 1,
                                       "segment_plate": 1, "extract_features": 1, **DOWNSTREAM}
 
 

@@ -27,6 +27,40 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
+def image_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and pixel type of a TIFF's first image, read from its header alone."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            return tuple(s for s in page.shape if s != 1), np.dtype(page.dtype)
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: image not found") from err
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as err:
+        raise InputError(f"{path}: not a readable TIFF ({err})") from err
+
+
+def check_plate_images(fields, channels: list[str]) -> tuple[int, int]:
+    """Every image of a plate is a readable 2-D grey TIFF, all of one size; returns (H, W).
+
+    Reads headers only, so a plate is checked in seconds before any heavy job starts.
+    """
+    size = None
+    for _, row in fields.iterrows():
+        for ch in channels:
+            path = row[path_column(ch)]
+            shape, dtype = image_header(path)
+            if len(shape) != 2:
+                raise InputError(f"{path}: expected a 2-D grey image, got shape {shape}")
+            if dtype.kind not in "uif":
+                raise InputError(f"{path}: unsupported pixel type {dtype}")
+            if size is None:
+                size = shape
+            elif shape != size:
+                raise InputError(f"{path}: {shape[0]}x{shape[1]} pixels, but the plate's other images are "
+                                 f"{size[0]}x{size[1]}")
+    return size
+
+
 def read_field(row, channels: list[str]) -> np.ndarray:
     """The (channels, H, W) float32 stack of one field-table row; channels must agree in shape."""
     planes = [read_image(row[path_column(ch)]) for ch in channels]

@@ -7,6 +7,7 @@ raises :class:`InputError` naming the file, row or column at fault.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ def generic_fields(path: str | Path, channels: list[str], image_root: str | Path
     if unknown:
         raise InputError(f"{path}: unknown channel(s) {unknown}: no column path_<channel> for them; "
                          f"the table has {path_columns}")
-    root = Path(image_root) if image_root else Path(path).parent
+    root = str(image_root) if image_root else os.path.dirname(str(path))
     fields = pd.DataFrame({
         PLATE: table["plate"].str.strip(),
         WELL: table["well"].str.strip(),
@@ -119,8 +120,7 @@ def generic_fields(path: str | Path, channels: list[str], image_root: str | Path
         CONCENTRATION: _numbers(table["concentration"], "concentration", path),
     })
     for ch in channels:
-        fields[path_column(ch)] = [str(root / p) if p and not Path(p).is_absolute() else p
-                                   for p in table[f"path_{ch}"].str.strip()]
+        fields[path_column(ch)] = [os.path.join(root, p) if p else p for p in table[f"path_{ch}"].str.strip()]
     _check_duplicate_sites(fields, path)
     return _with_field_ids(fields)
 
@@ -154,7 +154,7 @@ def bbbc021_fields(image_csv: str | Path, moa_csv: str | Path, image_root: str |
         CONCENTRATION: _numbers(table["Image_Metadata_Concentration"], "Image_Metadata_Concentration", image_csv),
     })
     for ch in channels:
-        fields[path_column(ch)] = [str(Path(image_root) / d / f) for d, f in
+        fields[path_column(ch)] = [os.path.join(image_root, d, f) for d, f in
                                    zip(table[f"Image_PathName_{ch}"].str.strip(), table[f"Image_FileName_{ch}"].str.strip())]
     positive_control = ((fields[COMPOUND] == "taxol") & (concentration_key(fields[CONCENTRATION]) == 0.3)
                         & fields[WELL].isin(BBBC021_POSITIVE_CONTROL_WELLS))
@@ -190,7 +190,7 @@ def check_image_files(fields: pd.DataFrame, channels: list[str]) -> None:
     """Every image path must exist; names the first missing ones with their field."""
     missing = []
     for ch in channels:
-        exists = np.array([Path(p).is_file() for p in fields[path_column(ch)]])
+        exists = np.array([os.path.isfile(p) for p in fields[path_column(ch)]])
         missing += [(f, p) for f, p in zip(fields.loc[~exists, FIELD], fields.loc[~exists, path_column(ch)])]
     if missing:
         shown = "; ".join(f"{f}: {p}" for f, p in missing[:5])

@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +22,8 @@ SMALL_NBASE = (8, 16, 32, 256)
 
 
 def _cellpose():
-    from cellpose import core, models, resnet_torch  # noqa: F401  (slow import, kept local)
+    """Cellpose (and torch) are imported on first use: the workflow's parser needs neither."""
+    from cellpose import models, resnet_torch
 
     return models, resnet_torch
 
@@ -34,6 +34,8 @@ def sidecar(path: str | Path) -> Path:
 
 def new_model(nbase=SMALL_NBASE, diam_mean: float = 17.0, device=None):
     """An untrained Cellpose model for one grey channel, with a U-Net of the given widths."""
+    import torch
+
     models, resnet_torch = _cellpose()
     device = device or torch.device("cpu")
     model = models.CellposeModel(pretrained_model=False, device=device, nchan=2, diam_mean=diam_mean)
@@ -46,6 +48,8 @@ def new_model(nbase=SMALL_NBASE, diam_mean: float = 17.0, device=None):
 
 def load_model(spec: str, device=None):
     """Model from a built-in name, a Cellpose model file, or a file trained by this workflow."""
+    import torch
+
     models, _ = _cellpose()
     device = device or torch.device("cpu")
     if spec in BUILTIN_MODELS:
@@ -72,6 +76,7 @@ def load_model(spec: str, device=None):
 def train(images: list[np.ndarray], masks: list[np.ndarray], out_path: str | Path, n_epochs: int = 100,
           nbase=SMALL_NBASE, learning_rate: float = 0.1, seed: int = 0, device=None) -> Path:
     """Train a small Cellpose U-Net from scratch on grey images and label masks; save it."""
+    import torch
     from cellpose import train as cp_train, utils
 
     torch.manual_seed(seed)

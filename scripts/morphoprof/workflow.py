@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import pandas as pd
-import torch
 
 from . import metadata as md
 from . import simulate
@@ -37,8 +38,10 @@ def load_fields(config: dict) -> pd.DataFrame:
     return fields
 
 
-def pick_device(use_gpu: bool = True) -> torch.device:
+def pick_device(use_gpu: bool = True):
     """The GPU when one is present and wanted, else the CPU (with one warning)."""
+    import torch
+
     if use_gpu and torch.cuda.is_available():
         return torch.device("cuda")
     if use_gpu:
@@ -47,9 +50,16 @@ def pick_device(use_gpu: bool = True) -> torch.device:
 
 
 def start_job(snakemake) -> logging.Logger:
-    """Log to the rule's log file and give torch the rule's threads."""
+    """Log to the rule's log file and give torch, where the job uses it, the rule's threads.
+
+    torch is imported lazily throughout, so that parsing the workflow and the jobs that
+    need no network do not pay for it.
+    """
     log_file = snakemake.log[0] if snakemake.log else None
     logging.basicConfig(filename=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         force=True)
-    torch.set_num_threads(max(int(snakemake.threads), 1))
+    threads = max(int(snakemake.threads), 1)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is imported later
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     return logging.getLogger(f"morphoprof.{snakemake.rule}")

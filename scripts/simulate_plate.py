@@ -12,8 +12,7 @@ plate = snakemake.wildcards.plate  # noqa: F821
 image_dir, mask_dir = Path(snakemake.output.images), Path(snakemake.output.masks)  # noqa: F821
 n_fields = int((simulate.screen_layout(params)["plate"] == plate).sum())
 for row, raw, labels in tqdm(simulate.simulate_plate(params, plate), total=n_fields, desc=f"simulate {plate}"):
-    field_id = f"{row['plate']}_{row['well']}_s{row['site']}"
     for channel, plane in zip(simulate.CHANNELS, raw):
-        images.write_tiff(simulate.image_path(image_dir.parent, plate, field_id, channel), plane)
-    images.write_tiff(images.mask_path(mask_dir, field_id), labels)
+        images.write_tiff(simulate.image_path(image_dir.parent, plate, row["field"], channel), plane)
+    images.write_tiff(images.mask_path(mask_dir, row["field"]), labels)
 log.info("simulated %d fields of plate %s", n_fields, plate)

@@ -5,8 +5,7 @@ from morphoprof import simulate, workflow
 workflow.start_job(snakemake)  # noqa: F821
 params = simulate.ScreenParams.from_config(snakemake.params.screen)  # noqa: F821
 layout = simulate.screen_layout(params)
-field_ids = layout["plate"] + "_" + layout["well"] + "_s" + layout["site"].astype(str)
 for channel in simulate.CHANNELS:
-    layout[f"path_{channel}"] = [simulate.image_path("images", p, f, channel) for p, f in zip(layout["plate"], field_ids)]
+    layout[f"path_{channel}"] = [simulate.image_path("images", p, f, channel) for p, f in zip(layout["plate"], layout["field"])]
 layout.to_csv(snakemake.output.images, index=False)  # noqa: F821
 simulate.moa_table(params).to_csv(snakemake.output.moa, index=False)  # noqa: F821

@@ -24,10 +24,9 @@ def _write_screen(folder: Path) -> pd.DataFrame:
     rows = []
     for plate in simulate.plate_names(params):
         for row, raw, _ in simulate.simulate_plate(params, plate):
-            field = f"{plate}_{row['well']}_s{row['site']}"
             paths = {}
             for channel, plane in zip(simulate.CHANNELS, raw):
-                paths[f"path_{channel}"] = simulate.image_path("images", plate, field, channel)
+                paths[f"path_{channel}"] = simulate.image_path("images", plate, row["field"], channel)
                 images.write_tiff(folder / paths[f"path_{channel}"], plane)
             rows.append({**row.to_dict(), **paths})
     simulate.moa_table(params)[["compound", "moa"]].to_csv(folder / "moa.csv", index=False)

@@ -20,11 +20,15 @@ def read_image(path: str | Path) -> np.ndarray:
     except (tifffile.TiffFileError, ValueError, OSError) as err:
         raise InputError(f"{path}: not a readable TIFF ({err})") from err
     image = np.squeeze(image)
-    if image.ndim != 2:
-        raise InputError(f"{path}: expected a 2-D grey image, got shape {image.shape}")
-    if image.dtype.kind not in "uif":
-        raise InputError(f"{path}: unsupported pixel type {image.dtype}")
+    _check_grey(path, image.shape, image.dtype)
     return image
+
+
+def _check_grey(path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if len(shape) != 2:
+        raise InputError(f"{path}: expected a 2-D grey image, got shape {shape}")
+    if dtype.kind not in "uif":
+        raise InputError(f"{path}: unsupported pixel type {dtype}")
 
 
 def image_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -49,10 +53,7 @@ def check_plate_images(fields, channels: list[str]) -> tuple[int, int]:
         for ch in channels:
             path = row[path_column(ch)]
             shape, dtype = image_header(path)
-            if len(shape) != 2:
-                raise InputError(f"{path}: expected a 2-D grey image, got shape {shape}")
-            if dtype.kind not in "uif":
-                raise InputError(f"{path}: unsupported pixel type {dtype}")
+            _check_grey(path, shape, dtype)
             if size is None:
                 size = shape
             elif shape != size:

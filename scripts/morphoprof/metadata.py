@@ -89,10 +89,15 @@ def _check_duplicate_sites(fields: pd.DataFrame, source) -> None:
                          f"(lines {rows})")
 
 
+def field_ids(plates: pd.Series, wells: pd.Series, sites: pd.Series) -> pd.Series:
+    """The id of each field, ``<plate>_<well>_s<site>``: names its files and rows throughout."""
+    return plates + "_" + wells + "_s" + sites.astype(int).astype(str)
+
+
 def _with_field_ids(fields: pd.DataFrame) -> pd.DataFrame:
     fields = fields.copy()
     fields[SITE] = fields[SITE].astype(int)
-    fields[FIELD] = fields[PLATE] + "_" + fields[WELL] + "_s" + fields[SITE].astype(str)
+    fields[FIELD] = field_ids(fields[PLATE], fields[WELL], fields[SITE])
     return fields
 
 

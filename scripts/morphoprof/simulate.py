@@ -118,7 +118,7 @@ def moa_table(params: ScreenParams) -> pd.DataFrame:
 
 
 def screen_layout(params: ScreenParams) -> pd.DataFrame:
-    """Field table of the screen: plate, well, site, batch, compound, concentration.
+    """Field table of the screen: plate, well, site, batch, compound, concentration, field id.
 
     Each compound is screened in one batch (as in BBBC021, where a compound sits in one
     week), its replicate wells spread over that batch's plates; every plate has DMSO wells.
@@ -140,7 +140,9 @@ def screen_layout(params: ScreenParams) -> pd.DataFrame:
             for site in range(1, params.sites + 1):
                 rows.append({"plate": plate, "well": well, "site": site, "batch": batch,
                              "compound": compound, "concentration": conc})
-    return pd.DataFrame(rows)
+    layout = pd.DataFrame(rows)
+    layout["field"] = md.field_ids(layout["plate"], layout["well"], layout["site"])
+    return layout
 
 
 def treatment_phenotype(params: ScreenParams, compound: str, concentration: float) -> dict[str, float]:
@@ -330,7 +332,7 @@ def field_table(params: ScreenParams, image_dir: str) -> pd.DataFrame:
         md.PLATE: layout["plate"], md.WELL: layout["well"], md.SITE: layout["site"], md.BATCH: layout["batch"],
         md.COMPOUND: layout["compound"], md.CONCENTRATION: layout["concentration"].astype(float),
     })
-    fields[md.FIELD] = fields[md.PLATE] + "_" + fields[md.WELL] + "_s" + fields[md.SITE].astype(str)
+    fields[md.FIELD] = layout["field"]
     for ch in CHANNELS:
         fields[md.path_column(ch)] = [image_path(image_dir, p, f, ch) for p, f in zip(fields[md.PLATE], fields[md.FIELD])]
     moa = moa_table(params)[["compound", "moa"]]

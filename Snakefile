@@ -25,7 +25,8 @@ rule all:
         "results/plots/confusion_matrix.png",
         "results/plots/umap.png",
         "results/scores/normalizations.csv",
-        expand("results/segmentation/{plate}.parquet", plate=PLATES),
+        expand("results/cells/{plate}.parquet", plate=PLATES),
+        segmentation_plots(),
         illumination_plots(),
         simulated_tables(),
     default_target: True

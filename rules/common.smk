@@ -15,10 +15,22 @@ FIELDS = mp_workflow.load_fields(config)
 PLATES = sorted(FIELDS[metadata.PLATE].unique())
 CHANNELS = list(config["channels"])
 SIMULATED = config["input"]["format"] == "simulated"
-if config["segmentation"]["model"] == "train" and not SIMULATED:
+TRAINING_FOLDER = config["segmentation"]["train"]["images"]
+if config["segmentation"]["model"] == "train" and not (SIMULATED or TRAINING_FOLDER):
     raise metadata.InputError(
-        "config segmentation.model: 'train' learns from the simulator's ground truth; for a real screen "
-        "name a Cellpose built-in model (nuclei, cyto3) or a model file"
+        "config segmentation.model: 'train' learns from the simulator's ground truth or from annotated images "
+        "in segmentation.train.images; set that folder, or name a Cellpose built-in model (nuclei, cyto3) "
+        "or a model file"
+    )
+if config["features"]["level"] != "field" and config["segmentation"]["qc"]["min_cells"] < 1:
+    raise metadata.InputError(
+        "config segmentation.qc.min_cells: single-cell features (features.level: "
+        f"{config['features']['level']}) need fields with cells; set min_cells to 1 or more"
+    )
+CELLS = config["segmentation"]["cells"]
+if CELLS["model"] and CELLS["channel"] not in CHANNELS:
+    raise metadata.InputError(
+        f"config segmentation.cells.channel: {CELLS['channel']!r} is not one of the channels {CHANNELS}"
     )
 
 
@@ -59,6 +71,42 @@ def illumination_plots():
 def simulated_tables():
     """The simulated screen's image and MOA tables, beside its images."""
     return ["results/simulated/images.csv", "results/simulated/moa.csv"] if SIMULATED else []
+
+
+def training_inputs(wildcards):
+    """A user's annotated folder when configured, else the simulator's first plate and its masks."""
+    if TRAINING_FOLDER:
+        return {"annotations": TRAINING_FOLDER}
+    return {
+        "images": f"{mp_workflow.SIMULATED_IMAGES}/{PLATES[0]}",
+        "masks": f"{mp_workflow.SIMULATED_MASKS}/{PLATES[0]}",
+    }
+
+
+def training_fields():
+    return [] if TRAINING_FOLDER else fields_of(PLATES[0])
+
+
+def feature_inputs(wildcards):
+    """Corrected fields; with single-cell features, also the nuclei centres of the per-cell table."""
+    inputs = {"images": f"results/corrected/{wildcards.plate}"}
+    if config["features"]["level"] != "field":
+        inputs["cells"] = f"results/cells/{wildcards.plate}.parquet"
+    return inputs
+
+
+def scored_levels():
+    """The feature families scored for each configured level: whole-field (CNN), single-cell
+    (CellCNN) or both concatenated; with both, each level alone is scored beside them."""
+    levels = {"field": "CNN", "cell": "CellCNN", "both": "CNN+CellCNN"}
+    level = config["features"]["level"]
+    return levels if level == "both" else {level: levels[level]}
+
+
+def segmentation_plots():
+    return expand(
+        "results/plots/segmentation/{plate}_{plot}.png", plate=PLATES, plot=["cell_counts", "overlays"]
+    )
 
 
 def segmentation_model():

@@ -1,6 +1,6 @@
 rule extract_features:
     input:
-        "results/corrected/{plate}",
+        unpack(feature_inputs),
     output:
         "results/features/{plate}.parquet",
     params:

@@ -2,6 +2,7 @@ rule aggregate_profiles:
     input:
         features=expand("results/features/{plate}.parquet", plate=PLATES),
         qc=expand("results/qc/{plate}.parquet", plate=PLATES),
+        segmentation_qc=expand("results/qc/segmentation/{plate}.parquet", plate=PLATES),
     output:
         "results/profiles/wells_raw.parquet",
     params:
@@ -44,7 +45,8 @@ rule score_moa:
         heatmap=report("results/plots/similarity_heatmap.png", caption="../report/heatmap.rst", category="Profiles"),
         distances=report("results/plots/distances.png", caption="../report/distances.rst", category="Profiles"),
     params:
-        family=config["scoring"]["family"],
+        family=scored_levels()[config["features"]["level"]],
+        levels=scored_levels(),
         baselines=config["scoring"]["baselines"],
     localrule: True
     log:
@@ -64,7 +66,7 @@ rule compare_normalizations:
     params:
         control=config["control"],
         settings=config["profiles"],
-        families=[config["scoring"]["family"], *config["scoring"]["baselines"]],
+        families=[*scored_levels().values(), *config["scoring"]["baselines"]],
     localrule: True
     log:
         "logs/compare_normalizations.log",

@@ -1,12 +1,11 @@
 rule train_cellpose:
     input:
-        images=f"{mp_workflow.SIMULATED_IMAGES}/{PLATES[0]}",
-        masks=f"{mp_workflow.SIMULATED_MASKS}/{PLATES[0]}",
+        unpack(training_inputs),
     output:
         model="results/models/cellpose_nuclei.pth",
         meta="results/models/cellpose_nuclei.pth.json",
     params:
-        fields=fields_of(PLATES[0]),
+        fields=training_fields(),
         nuclei_channel=CHANNELS[0],
         settings=config["segmentation"]["train"],
     threads: 2
@@ -27,10 +26,12 @@ rule segment_plate:
     output:
         masks=directory("results/masks/{plate}"),
         table="results/segmentation/{plate}.parquet",
+        cells="results/cells/{plate}.parquet",
     params:
         fields=plate_records,
+        channels=CHANNELS,
         model=segmentation_model(),
-        settings=config["segmentation"],
+        settings={k: v for k, v in config["segmentation"].items() if k not in ("train", "qc")},
     threads: 2
     resources:
         gpu=1,
@@ -40,3 +41,27 @@ rule segment_plate:
         "../envs/deep.yaml"
     script:
         "../scripts/segment_plate.py"
+
+
+rule segmentation_qc:
+    input:
+        table="results/segmentation/{plate}.parquet",
+        images="results/corrected/{plate}",
+        masks="results/masks/{plate}",
+    output:
+        table="results/qc/segmentation/{plate}.parquet",
+        counts=report("results/plots/segmentation/{plate}_cell_counts.png", caption="../report/cell_counts.rst",
+                      category="Segmentation"),
+        overlays=report("results/plots/segmentation/{plate}_overlays.png", caption="../report/overlays.rst",
+                        category="Segmentation"),
+    params:
+        fields=plate_records,
+        settings=config["segmentation"]["qc"],
+        overlays=4,
+        cells=bool(config["segmentation"]["cells"]["model"]),
+    log:
+        "logs/segmentation_qc/{plate}.log",
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/segmentation_qc.py"

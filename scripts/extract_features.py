@@ -1,4 +1,5 @@
-"""Rule extract_features: whole-field CNN features (and the mean-intensity baseline) of a plate."""
+"""Rule extract_features: whole-field and/or single-cell CNN features (and the mean-intensity
+baseline) of every field of a plate."""
 
 import pandas as pd
 from tqdm import tqdm
@@ -10,15 +11,21 @@ settings = snakemake.params.settings  # noqa: F821
 channels = snakemake.params.channels  # noqa: F821
 fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
 device = workflow.pick_device()
-embedder = features.FieldEmbedder(features.load_backbone(settings["backbone"], settings["weights_dir"]), device,
-                                  settings["scale"])
+backbone = features.load_backbone(settings["backbone"], settings["weights_dir"])
+field_embedder, cells = None, None
+if settings["level"] in ("field", "both"):
+    field_embedder = features.FieldEmbedder(backbone, device, settings["scale"])
+if settings["level"] in ("cell", "both"):
+    centres = {field_id: group[["Location_Center_Y", "Location_Center_X"]].to_numpy()
+               for field_id, group in pd.read_parquet(snakemake.input.cells).groupby(metadata.FIELD)}  # noqa: F821
+    cells = features.CellSettings(features.FieldEmbedder(backbone, device, settings["cell_scale"]), centres,
+                                  settings["crop_size"], tuple(settings["cell_aggregates"]))
 ids = list(fields[metadata.FIELD])
 with tqdm(total=len(ids), desc=f"features {snakemake.wildcards.plate}") as progress:  # noqa: F821
-    embedding, baseline = features.extract_plate(embedder, snakemake.input[0], ids, channels,  # noqa: F821
-                                                 settings["batch_size"] or features.default_batch_size(device),
-                                                 progress)
-names = features.cnn_feature_names(channels, embedding.shape[1] // len(channels))
+    values = features.extract_plate(snakemake.input.images, ids, channels, field_embedder, cells,  # noqa: F821
+                                    settings["batch_size"] or features.default_batch_size(device), progress)
 meta = fields[[c for c in fields.columns if c.startswith("Metadata_")]].reset_index(drop=True)
-table = pd.concat([meta, pd.DataFrame(baseline), pd.DataFrame(embedding, columns=names)], axis=1)
+table = pd.concat([meta, values], axis=1)
 table.to_parquet(snakemake.output[0], index=False)  # noqa: F821
-log.info("%d fields x %d CNN features (%s on %s)", len(table), len(names), settings["backbone"], device)
+log.info("%d fields x %d features (%s, %s level, on %s)", len(table), values.shape[1], settings["backbone"],
+         settings["level"], device)

@@ -10,7 +10,7 @@ from morphoprof import metadata, plots, profiles, scoring, workflow
 log = workflow.start_job(snakemake)  # noqa: F821
 treatments = pd.read_parquet(snakemake.input[0])  # noqa: F821
 family = snakemake.params.family  # noqa: F821
-summary, table = scoring.evaluate(treatments, family, snakemake.params.baselines)  # noqa: F821
+summary, table = scoring.evaluate(treatments, family, snakemake.params.baselines, snakemake.params.levels)  # noqa: F821
 with open(snakemake.output.scores, "w") as out:  # noqa: F821
     json.dump(summary, out, indent=2)
 table.to_csv(snakemake.output.table, index=False)  # noqa: F821
@@ -27,4 +27,6 @@ plots.similarity_heatmap(scoring.similarity(values), treatments[metadata.MOA], "
                          snakemake.output.heatmap)  # noqa: F821
 plots.distance_distributions(scoring.pair_distances(treatments, columns), f"{family} profiles",
                              snakemake.output.distances)  # noqa: F821
-log.info("NSC %.3f NSCB %.3f mAP %.3f", summary["nsc"], summary["nscb"], summary["map"])
+log.info("%s: NSC %.3f NSCB %.3f mAP %.3f", family, summary["nsc"], summary["nscb"], summary["map"])
+for level, scores in summary["levels"].items():
+    log.info("level %s (%s): NSC %.3f NSCB %.3f", level, scores["feature_family"], scores["nsc"], scores["nscb"])

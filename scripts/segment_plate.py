@@ -1,29 +1,24 @@
-"""Rule segment_plate: Cellpose nuclei labels for every field of a plate, and per-field counts."""
+"""Rule segment_plate: Cellpose labels of nuclei (and, if configured, whole cells) for every field
+of a plate, per-field counts, and a per-cell table of centroids, areas and mean intensities."""
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from morphoprof import features, illumination, images, metadata, segmentation, workflow
+from morphoprof import metadata, segmentation, workflow
 
 log = workflow.start_job(snakemake)  # noqa: F821
 settings = snakemake.params.settings  # noqa: F821
 fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
 device = workflow.pick_device()
-model = segmentation.load_model(snakemake.params.model, device)  # noqa: F821
-folder = snakemake.input.images  # noqa: F821
-rows = []
-batch = max(settings["batch_size"], 1)
-for ids in tqdm(list(features.batched(fields[metadata.FIELD], batch)), desc=f"segment {snakemake.wildcards.plate}"):  # noqa: F821
-    nuclei = [illumination.from_uint16(images.read_stack(images.corrected_path(folder, f))[0]) for f in ids]
-    labels = segmentation.segment(model, nuclei, settings["diameter"] or None, batch_size=batch,
-                                  flow_threshold=settings["flow_threshold"],
-                                  cellprob_threshold=settings["cellprob_threshold"])
-    for field_id, mask in zip(ids, labels):
-        images.write_tiff(images.mask_path(snakemake.output.masks, field_id), mask)  # noqa: F821
-        areas = np.bincount(mask.ravel())[1:]
-        areas = areas[areas > 0]
-        rows.append({metadata.FIELD: field_id, "Cells_Count": len(areas),
-                     "Cells_MeanArea": float(areas.mean()) if len(areas) else 0.0})
-pd.DataFrame(rows).to_parquet(snakemake.output.table, index=False)  # noqa: F821
-log.info("segmented %d fields", len(rows))
+nuclei_model = segmentation.load_model(snakemake.params.model, device)  # noqa: F821
+cells = settings["cells"]
+cell_model = segmentation.load_model(cells["model"], device) if cells["model"] else None
+with tqdm(total=len(fields), desc=f"segment {snakemake.wildcards.plate}") as progress:  # noqa: F821
+    counts, per_cell = segmentation.segment_plate(snakemake.input.images, list(fields[metadata.FIELD]),  # noqa: F821
+                                                  snakemake.params.channels, snakemake.output.masks,  # noqa: F821
+                                                  nuclei_model, settings, cell_model, cells["channel"], progress)
+counts.to_parquet(snakemake.output.table, index=False)  # noqa: F821
+meta = fields[[c for c in fields.columns if c.startswith("Metadata_")]]
+per_cell = meta.merge(per_cell, on=metadata.FIELD, how="right")
+per_cell.to_parquet(snakemake.output.cells, index=False)  # noqa: F821
+log.info("segmented %d fields: %d nuclei", len(counts), len(per_cell))

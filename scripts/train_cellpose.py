@@ -1,4 +1,5 @@
-"""Rule train_cellpose: train a small Cellpose model on the simulator's ground-truth nuclei."""
+"""Rule train_cellpose: train a small Cellpose model on annotated nuclei: a user's folder of
+image/label pairs, or the simulator's ground truth."""
 
 import pandas as pd
 
@@ -6,15 +7,20 @@ from morphoprof import images, metadata, segmentation, workflow
 
 log = workflow.start_job(snakemake)  # noqa: F821
 settings = snakemake.params.settings  # noqa: F821
-fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
-channel = metadata.path_column(snakemake.params.nuclei_channel)  # noqa: F821
-pairs = []
-for _, row in fields.iterrows():
-    mask = images.read_image(images.mask_path(snakemake.input.masks, row[metadata.FIELD]))  # noqa: F821
-    if mask.max() > 0:
-        pairs.append((images.read_image(row[channel]), mask))
-    if len(pairs) == settings["fields"]:
-        break
-log.info("training on %d fields for %d epochs", len(pairs), settings["epochs"])
-segmentation.train([p[0] for p in pairs], [p[1] for p in pairs], snakemake.output.model,  # noqa: F821
+if "annotations" in snakemake.input.keys():  # noqa: F821
+    pictures, masks = segmentation.training_pairs(snakemake.input.annotations, settings["channel"])  # noqa: F821
+    log.info("%d annotated images in %s", len(pictures), snakemake.input.annotations)  # noqa: F821
+else:
+    fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
+    channel = metadata.path_column(snakemake.params.nuclei_channel)  # noqa: F821
+    pictures, masks = [], []
+    for _, row in fields.iterrows():
+        mask = images.read_image(images.mask_path(snakemake.input.masks, row[metadata.FIELD]))  # noqa: F821
+        if mask.max() > 0:
+            pictures.append(images.read_image(row[channel]))
+            masks.append(mask)
+        if len(pictures) == settings["fields"]:
+            break
+log.info("training on %d images for %d epochs", len(pictures), settings["epochs"])
+segmentation.train(pictures, masks, snakemake.output.model,  # noqa: F821
                    n_epochs=settings["epochs"], seed=settings["seed"], device=workflow.pick_device())

@@ -37,13 +37,49 @@ def test_one_vector_per_field_with_channels_concatenated(embedder):
     assert features.cnn_feature_names(["DNA", "tubulin", "actin"], 1280)[1280] == "CNN_tubulin_0000"
 
 
-def test_batching_does_not_change_the_features(embedder):
-    stacks = _stacks(5)
-    keys = list(range(5))
-    batched = features.embed_fields(embedder, lambda k: stacks[k], keys, batch_size=4)
-    single = features.embed_fields(embedder, lambda k: stacks[k], keys, batch_size=1)
-    assert batched.shape == (5, 3840)
-    assert np.allclose(batched, single, atol=1e-4)
+def _plate_folder(tmp_path, stacks):
+    from morphoprof import illumination, images
+
+    for i, stack in enumerate(stacks):
+        images.write_tiff(images.corrected_path(tmp_path, f"F{i}"), illumination.to_uint16(stack))
+    return [f"F{i}" for i in range(len(stacks))]
+
+
+def test_batching_does_not_change_the_features(embedder, tmp_path):
+    ids = _plate_folder(tmp_path, _stacks(5))
+    batched = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], embedder, batch_size=4)
+    single = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], embedder, batch_size=1)
+    assert batched.shape == (5, 3 + 3840)
+    assert np.allclose(batched.to_numpy(), single.to_numpy(), atol=1e-4)
+
+
+def test_crops_are_centred_on_the_nucleus_and_zero_padded_at_the_edge():
+    stack = np.zeros((2, 50, 60), np.float32)
+    stack[:, 20, 30] = [1.0, 2.0]
+    crops = features.crop_cells(stack, np.array([[20.2, 29.8], [0.0, 0.0]]), 16)
+    assert crops.shape == (2, 2, 16, 16)
+    assert crops[0, :, 8, 8].tolist() == [1.0, 2.0] and crops[0].sum() == 3.0
+    assert features.crop_cells(stack, np.zeros((0, 2)), 16).shape == (0, 2, 16, 16)
+    edge = np.ones((1, 50, 60), np.float32)
+    corner = features.crop_cells(edge, np.array([[0, 0]]), 16)[0, 0]
+    assert corner[:8].sum() == 0 and corner[:, :8].sum() == 0 and corner[8:, 8:].min() == 1
+
+
+def test_single_cell_features_are_field_means_and_medians_of_cell_embeddings(embedder, tmp_path):
+    stacks = _stacks(2)
+    ids = _plate_folder(tmp_path, stacks)
+    centres = {"F0": np.array([[30.0, 30.0], [60.0, 50.0], [48.0, 48.0]]), "F1": np.zeros((0, 2))}
+    cells = features.CellSettings(embedder, centres, crop_size=32, stats=("mean", "median"), batch_size=2)
+    table = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells)
+    assert list(table.columns[:3]) == ["Intensity_DNA_Mean", "Intensity_tubulin_Mean", "Intensity_actin_Mean"]
+    assert table.shape == (2, 3 + 2 * 3840) and table.columns[3 + 3840] == "CellCNN_DNA_Median_0000"
+    from morphoprof import illumination
+
+    stack = illumination.from_uint16(illumination.to_uint16(stacks[0]))
+    per_cell = embedder(features.crop_cells(stack, centres["F0"], 32))
+    assert np.allclose(table.iloc[0, 3:3 + 3840], per_cell.mean(axis=0), atol=1e-4)
+    assert np.allclose(table.iloc[0, 3 + 3840:], np.median(per_cell, axis=0), atol=1e-4)
+    assert table.iloc[1, 3:].isna().all()  # no cells: left to segmentation QC
 
 
 def test_fields_of_any_size_are_pooled_to_the_same_length(embedder):

@@ -39,6 +39,9 @@ def _configure(workdir: Path, table: pd.DataFrame, **profile_changes) -> None:
     config["input"] = {"format": "table", "image_table": str(workdir / "images.csv"),
                        "moa_table": str(workdir / "moa.csv"), "image_root": ""}
     config["segmentation"]["model"] = str(workdir / "model/nuclei.pth")
+    # the untrained model finds few nuclei, if any: keep every field, profile whole fields
+    config["segmentation"]["qc"].update(min_cells=0, max_cells_factor=1000)
+    config["features"]["level"] = "field"
     config["profiles"].update(profile_changes)
     (workdir / "config").mkdir(exist_ok=True)
     (workdir / "config/config.yaml").write_text(yaml.safe_dump(config))
@@ -78,7 +81,8 @@ def test_adding_a_plate_reruns_only_its_jobs_and_the_aggregation(two_plates_done
     workdir, screen, _ = two_plates_done
     _configure(workdir, screen)
     assert _planned_jobs(workdir) == {"check_images": 1, "qc_plate": 1, "illumination_function": 3, "correct_plate": 1,
-                                      "segment_plate": 1, "extract_features": 1, **DOWNSTREAM}
+                                      "segment_plate": 1, "segmentation_qc": 1, "extract_features": 1,
+                                      **DOWNSTREAM}
 
 
 def test_changing_a_normalization_parameter_reruns_only_profiles_and_scoring(two_plates_done):

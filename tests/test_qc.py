@@ -26,3 +26,12 @@ def test_debris_needs_brightness_in_every_channel():
     stacks[5][0, :20, :20] = 20000  # a bright nuclear phenotype only
     flagged = qc.flag_fields(pd.DataFrame([qc.field_measurements(s, CHANNELS) for s in stacks]), CHANNELS)
     assert flagged["QC_Debris"].tolist() == [i == 2 for i in range(9)]
+
+
+def test_fields_without_cells_or_far_too_many_are_flagged():
+    counts = pd.DataFrame({"Metadata_Field": list("abcdef"), "Cells_Count": [0, 30, 35, 40, 161, 38]})
+    flagged = qc.flag_cell_counts(counts, min_cells=1, max_cells_factor=4)  # median 36.5: limit 146
+    assert flagged["QC_FewCells"].tolist() == [True, False, False, False, False, False]
+    assert flagged["QC_ManyCells"].tolist() == [False, False, False, False, True, False]
+    assert flagged["QC_Pass"].tolist() == [False, True, True, True, False, True]
+    assert qc.flag_cell_counts(counts, min_cells=0)["QC_FewCells"].sum() == 0

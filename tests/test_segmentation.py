@@ -32,3 +32,63 @@ def test_small_network_round_trips_through_its_sidecar(tmp_path):
     for key, value in model.net.state_dict().items():
         assert np.array_equal(loaded.net.state_dict()[key].numpy(), value.numpy()), key
     assert loaded.nbase == [2, 8, 16, 32, 256]
+
+
+def _simulated_fields(n=6, seed=2):
+    from morphoprof import simulate
+
+    params = simulate.ScreenParams(plates=1, batches=1, sites=n, height=128, width=128, moas=1,
+                                   blank_fraction=0, debris_fraction=0, seed=seed)
+    return [(raw, labels) for _, raw, labels in simulate.simulate_plate(params, "SIM01")][:n]
+
+
+def test_watershed_baseline_finds_the_simulated_nuclei():
+    fields = _simulated_fields()
+    predicted = [segmentation.watershed_baseline(raw[0]) for raw, _ in fields]
+    ap = segmentation.average_precision([labels for _, labels in fields], predicted)
+    assert ap > 0.6, ap
+    assert segmentation.watershed_baseline(np.full((32, 32), 7, np.uint16)).max() == 0
+
+
+def test_per_cell_table_measures_each_nucleus_and_the_cell_around_it():
+    nuclei = np.zeros((20, 20), np.uint16)
+    nuclei[2:6, 2:6] = 1
+    nuclei[10:14, 12:16] = 2
+    cells = np.zeros((20, 20), np.uint16)
+    cells[0:8, 0:8] = 5
+    cells[8:18, 10:20] = 7
+    stack = np.stack([nuclei * 1.0, np.where(cells > 0, 0.5, 0.0)]).astype(np.float32)
+    table = segmentation.measure_objects(nuclei, stack, ["DNA", "actin"], cells)
+    assert table["Nuclei_Label"].tolist() == [1, 2]
+    assert table[["Location_Center_Y", "Location_Center_X"]].to_numpy().tolist() == [[3.5, 3.5], [11.5, 13.5]]
+    assert table["Nuclei_Area"].tolist() == [16, 16]
+    assert table["Nuclei_Intensity_DNA_Mean"].tolist() == [1.0, 2.0]
+    assert table["Cells_Label"].tolist() == [5, 7] and table["Cells_Area"].tolist() == [64, 100]
+    assert table["Cells_Intensity_actin_Mean"].tolist() == [0.5, 0.5]
+    assert len(segmentation.measure_objects(np.zeros((8, 8), np.uint16), stack[:, :8, :8], ["DNA", "actin"])) == 0
+
+
+def test_two_channel_images_go_to_cellpose_as_cytoplasm_plus_nucleus():
+    """A whole-cell model sees (cytoplasm, nucleus) images; the labels come back per field."""
+    fields = _simulated_fields(2)
+    model = segmentation.new_model(diam_mean=30.0)
+    stacks = [raw[[2, 0]].astype(np.float32) for raw, _ in fields]
+    labels = segmentation.segment(model, stacks, batch_size=4)
+    assert [m.shape for m in labels] == [(128, 128), (128, 128)]
+
+
+def test_training_pairs_follow_cellposes_naming(tmp_path):
+    import tifffile
+
+    fields = _simulated_fields(2)
+    for i, (raw, labels) in enumerate(fields):
+        tifffile.imwrite(tmp_path / f"img{i}.tif", raw, photometric="minisblack")  # (3, H, W): nuclei in plane 0
+        tifffile.imwrite(tmp_path / f"img{i}_masks.tif", labels)
+    pictures, masks = segmentation.training_pairs(tmp_path, channel=0)
+    assert len(pictures) == 2 and np.array_equal(pictures[1], fields[1][0][0])
+    assert np.array_equal(masks[0], fields[0][1])
+    (tmp_path / "img0.tif").unlink()
+    with pytest.raises(FileNotFoundError, match="img0_masks.tif: no image img0.tif"):
+        segmentation.training_pairs(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no label images named"):
+        segmentation.training_pairs((tmp_path / "empty").mkdir() or tmp_path / "empty")

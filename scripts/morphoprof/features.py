@@ -1,8 +1,9 @@
-"""Whole-field CNN features: each channel as a grey image through an ImageNet-pretrained CNN.
+"""CNN features: each channel as a grey image through an ImageNet-pretrained CNN.
 
-The final feature map is average-pooled over the field, so fields of any size give one
-vector per channel; channels are concatenated. Field stacks are read in a background
-thread while the network runs on batches of fields.
+Whole fields: the final feature map is average-pooled over the field, so fields of any size
+give one vector per channel; channels are concatenated. Single cells: crops centred on each
+nucleus go through the same network, and their embeddings are summarized per field (mean,
+median). Field stacks are read in a background thread while the network runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -126,36 +128,85 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def embed_fields(embedder: Callable[[np.ndarray], np.ndarray], load: Callable[[object], np.ndarray],
-                 keys: list, batch_size: int = 8, progress=None) -> np.ndarray:
-    """Embed every field named in ``keys``; ``load`` reads one field, in a prefetch thread."""
-    outputs = []
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        stacks = pool.map(load, keys)
-        for batch in batched(stacks, batch_size):
-            outputs.append(embedder(np.stack(batch)))
-            if progress is not None:
-                progress.update(len(batch))
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+def crop_cells(stack: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
+    """(cells, channels, size, size) crops of a (channels, H, W) field, centred on each (y, x)
+    centre; crops reaching past the field's edge are padded with zeros (background)."""
+    half = size // 2
+    padded = np.pad(stack, ((0, 0), (half, size - half), (half, size - half)))
+    ys, xs = np.round(np.asarray(centres, np.float64).reshape(-1, 2)).astype(int).T
+    ys = np.clip(ys, 0, stack.shape[1] - 1)
+    xs = np.clip(xs, 0, stack.shape[2] - 1)
+    return np.stack([padded[:, y:y + size, x:x + size] for y, x in zip(ys, xs)]) if len(ys) else \
+        np.zeros((0, stack.shape[0], size, size), stack.dtype)
 
 
-def extract_plate(embedder, folder, field_ids: list[str], channels: list[str], batch_size: int = 8,
-                  progress=None) -> tuple[np.ndarray, list[dict]]:
-    """CNN embeddings and mean-intensity baselines of a plate's corrected field stacks."""
+def summarize_cells(embeddings: np.ndarray, stats: list[str]) -> np.ndarray:
+    """A field's single-cell embeddings (cells, D) reduced to one vector per statistic, concatenated
+    (NaN for a field without cells: segmentation QC leaves such fields out)."""
+    reducers = {"mean": np.mean, "median": np.median}
+    if len(embeddings) == 0:
+        return np.full(len(stats) * embeddings.shape[1], np.nan, np.float32)
+    return np.concatenate([reducers[stat](embeddings, axis=0) for stat in stats]).astype(np.float32)
+
+
+@dataclass
+class CellSettings:
+    """How single cells are embedded: crops of ``crop_size`` px around each nucleus centre,
+    ``batch_size`` cells per forward pass, summarized per field by ``stats`` (mean, median)."""
+
+    embedder: Callable[[np.ndarray], np.ndarray]
+    centres: dict[str, np.ndarray]
+    crop_size: int = 48
+    stats: tuple[str, ...] = ("mean", "median")
+    batch_size: int = 128
+
+    def field_vector(self, field_id: str, stack: np.ndarray) -> np.ndarray:
+        crops = crop_cells(stack, self.centres.get(field_id, np.zeros((0, 2))), self.crop_size)
+        if len(crops) == 0:  # the embedding width, from one blank crop
+            return summarize_cells(self.embedder(np.zeros((1, *crops.shape[1:]), np.float32))[:0], list(self.stats))
+        embedded = np.concatenate([self.embedder(np.stack(chunk)) for chunk in batched(crops, self.batch_size)])
+        return summarize_cells(embedded, list(self.stats))
+
+
+def extract_plate(folder, field_ids: list[str], channels: list[str], field_embedder=None,
+                  cells: CellSettings | None = None, batch_size: int = 8, progress=None) -> pd.DataFrame:
+    """Features of a plate's corrected field stacks, one row per field: the mean-intensity
+    baseline, whole-field CNN embeddings (``CNN_*``) when ``field_embedder`` is given, and
+    single-cell embeddings summarized per field (``CellCNN_*``) when ``cells`` is given.
+    Stacks are read in a background thread while the network runs."""
     from . import illumination, images
 
-    baseline = []
-
     def load(field_id):
-        stack = illumination.from_uint16(images.read_stack(images.corrected_path(folder, field_id)))
-        baseline.append(mean_intensity(stack, channels))
-        return stack
+        return illumination.from_uint16(images.read_stack(images.corrected_path(folder, field_id)))
 
-    return embed_fields(embedder, load, field_ids, batch_size, progress), baseline
+    baseline, whole, single = [], [], []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stacks = zip(field_ids, pool.map(load, field_ids))
+        for batch in batched(stacks, batch_size):
+            baseline += [mean_intensity(stack, channels) for _, stack in batch]
+            if field_embedder is not None:
+                whole.append(field_embedder(np.stack([stack for _, stack in batch])))
+            if cells is not None:
+                single += [cells.field_vector(field_id, stack) for field_id, stack in batch]
+            if progress is not None:
+                progress.update(len(batch))
+    parts = [pd.DataFrame(baseline)]
+    if whole:
+        embedding = np.concatenate(whole)
+        parts.append(pd.DataFrame(embedding, columns=cnn_feature_names(channels, embedding.shape[1] // len(channels))))
+    if single:
+        summary = np.stack(single)
+        dim = summary.shape[1] // (len(channels) * len(cells.stats))
+        parts.append(pd.DataFrame(summary, columns=cell_feature_names(channels, dim, cells.stats)))
+    return pd.concat(parts, axis=1)
 
 
 def cnn_feature_names(channels: list[str], dim: int) -> list[str]:
     return [f"CNN_{ch}_{k:04d}" for ch in channels for k in range(dim)]
+
+
+def cell_feature_names(channels: list[str], dim: int, stats) -> list[str]:
+    return [f"CellCNN_{ch}_{stat.capitalize()}_{k:04d}" for stat in stats for ch in channels for k in range(dim)]
 
 
 def mean_intensity(stack: np.ndarray, channels: list[str]) -> dict[str, float]:

@@ -76,7 +76,7 @@ def write_tiff(path: str | Path, array: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tifffile.imwrite(tmp, array, compression="zlib")
+    tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack")
     os.replace(tmp, path)
 
 
@@ -85,8 +85,9 @@ def corrected_path(folder: str | Path, field_id: str) -> Path:
     return Path(folder) / f"{field_id}.tif"
 
 
-def mask_path(folder: str | Path, field_id: str) -> Path:
-    return Path(folder) / f"{field_id}_nuclei.tif"
+def mask_path(folder: str | Path, field_id: str, compartment: str = "nuclei") -> Path:
+    """Where a field's label image of nuclei (or of whole cells) is kept."""
+    return Path(folder) / f"{field_id}_{compartment}.tif"
 
 
 def read_stack(path: str | Path) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Figures: illumination functions, the MOA confusion matrix, a UMAP of treatment profiles."""
+"""Figures: illumination, segmentation QC and overlays, the MOA confusion matrix, profile embeddings, scores."""
 
 from __future__ import annotations
 
@@ -110,6 +110,47 @@ def scores_by_method(table: pd.DataFrame, path) -> None:
     ax.set_ylim(0, 1.05)
     ax.legend()
     ax.set_title("MOA retrieval by normalization")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cell_counts(flagged: pd.DataFrame, wells: pd.Series, low: float, high: float, title: str, path) -> None:
+    """Segmented cells per field, one column per well, with the QC limits; flagged fields in red."""
+    order = sorted(wells.unique())
+    x = wells.map({w: i for i, w in enumerate(order)}).to_numpy()
+    passed = flagged["QC_Pass"].to_numpy()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * len(order) + 2), 4))
+    ax.scatter(x[passed], flagged["Cells_Count"].to_numpy()[passed], s=14, color="tab:blue", label="kept")
+    ax.scatter(x[~passed], flagged["Cells_Count"].to_numpy()[~passed], s=24, color="tab:red", marker="x",
+               label=f"flagged ({int((~passed).sum())})")
+    for limit in (low, high):
+        ax.axhline(limit, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xticks(range(len(order)), order, rotation=90, fontsize=6)
+    ax.set_xlabel("well")
+    ax.set_ylabel("cells per field")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def mask_overlays(pictures: list[np.ndarray], masks: list[list[np.ndarray]], titles: list[str], path) -> None:
+    """Grey fields with the outlines of their label images drawn over them (nuclei yellow, cells cyan)."""
+    from skimage import segmentation as sk_segmentation
+
+    columns = min(len(pictures), 4)
+    rows = -(-len(pictures) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, picture, labels, title in zip(axes.ravel(), pictures, masks, titles):
+        rgb = np.repeat(np.clip(picture, 0, 1)[..., None], 3, axis=-1)
+        for mask, colour in zip(labels, ((1.0, 0.85, 0.0), (0.0, 0.9, 0.9))):
+            rgb[sk_segmentation.find_boundaries(mask, mode="inner")] = colour
+        ax.imshow(rgb)
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

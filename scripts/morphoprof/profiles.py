@@ -15,9 +15,12 @@ def metadata_columns(table: pd.DataFrame) -> list[str]:
 
 
 def feature_columns(table: pd.DataFrame, family: str | None = None) -> list[str]:
-    """Feature columns, optionally only one family (the prefix before the first '_')."""
+    """Feature columns, optionally only some families: ``CNN``, or several joined by '+' (``CNN+CellCNN``).
+
+    A column's family is the prefix before its first '_'."""
     cols = [c for c in table.columns if not c.startswith("Metadata_")]
-    return [c for c in cols if family is None or feature_family(c) == family]
+    wanted = None if family is None else set(family.split("+"))
+    return [c for c in cols if wanted is None or feature_family(c) in wanted]
 
 
 def aggregate(table: pd.DataFrame, by: list[str], method: str = "mean") -> pd.DataFrame:

@@ -36,3 +36,14 @@ def flag_fields(measurements: pd.DataFrame, channels: list[str], blank_contrast:
     out["QC_Debris"] = bright
     out["QC_Pass"] = ~(out["QC_Blank"] | out["QC_Debris"])
     return out
+
+
+def flag_cell_counts(counts: pd.DataFrame, min_cells: int = 1, max_cells_factor: float = 4.0) -> pd.DataFrame:
+    """Flag fields by their segmented cell count: fewer than ``min_cells``, or more than
+    ``max_cells_factor`` times the plate's median count (clumps, debris, a wrong diameter)."""
+    out = counts.copy()
+    count = out["Cells_Count"]
+    out["QC_FewCells"] = count < min_cells
+    out["QC_ManyCells"] = count > max_cells_factor * max(float(count.median()), 1.0)
+    out["QC_Pass"] = ~(out["QC_FewCells"] | out["QC_ManyCells"])
+    return out

@@ -158,19 +158,24 @@ def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFra
     return summary, table
 
 
-def evaluate(treatments: pd.DataFrame, family: str, baselines: list[str] = ()) -> tuple[dict, pd.DataFrame]:
-    """Scores of one feature family, with the headline scores of baseline families beside them."""
+HEADLINE = ("nsc", "nscb", "nscb_common", "map", "n_features")
+
+
+def evaluate(treatments: pd.DataFrame, family: str, baselines: list[str] = (),
+             levels: dict[str, str] | None = None) -> tuple[dict, pd.DataFrame]:
+    """Scores of one feature family (or '+'-joined families), with the headline scores of
+    baseline families and of each profile level (``{"field": "CNN", ...}``) beside them."""
     from .profiles import feature_columns
 
     columns = feature_columns(treatments, family)
     if not columns:
-        raise ValueError(f"no {family!r} features among the profiles' columns (config scoring.family)")
+        raise ValueError(f"no {family!r} features among the profiles' columns (config features.level)")
     summary, table = score(treatments, columns)
-    summary = {"feature_family": family, **summary, "baselines": {}}
-    for baseline in baselines:
-        baseline_summary, _ = score(treatments, feature_columns(treatments, baseline))
-        summary["baselines"][baseline] = {k: baseline_summary[k] for k in ("nsc", "nscb", "nscb_common", "map",
-                                                                            "n_features")}
+    summary = {"feature_family": family, **summary, "baselines": {}, "levels": {}}
+    for key, others in (("baselines", {b: b for b in baselines}), ("levels", levels or {})):
+        for name, other in others.items():
+            other_summary, _ = score(treatments, feature_columns(treatments, other))
+            summary[key][name] = {"feature_family": other, **{k: other_summary[k] for k in HEADLINE}}
     return summary, table
 
 

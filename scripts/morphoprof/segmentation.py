@@ -1,9 +1,12 @@
-"""Nuclei segmentation with Cellpose (3.1): build or load a model, train it, run it, score it.
+"""Segmentation with Cellpose (3.1): build or load a model, train it, run it, measure and score it.
 
-A model is named in config by a Cellpose built-in name (``nuclei``, ``cyto3``: downloaded
-by Cellpose on first use), by a path to a Cellpose model file, or is trained by the
-workflow. Models trained here may use a shrunken U-Net; its layer widths are written to a
-JSON file beside the weights so that the same network can be built before loading them.
+Nuclei are segmented on the nuclear channel; whole cells, optionally, on a cytoplasm channel
+with the nuclear channel as Cellpose's second channel. A model is named in config by a
+Cellpose built-in name (``nuclei``, ``cyto3``: downloaded by Cellpose on first use), by a path
+to a Cellpose model file, or is trained by the workflow. Models trained here may use a
+shrunken U-Net; its layer widths are written to a JSON file beside the weights so that the
+same network can be built before loading them. A classical baseline (Otsu threshold plus
+distance-transform watershed) is here to measure the models against.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 log = logging.getLogger(__name__)
 
 BUILTIN_MODELS = ("nuclei", "cyto", "cyto2", "cyto3")
+MASK_SUFFIX = "_masks"  # Cellpose's naming of an annotated image's label file: <name>_masks.tif
 # Cellpose's eval allocates 256 style channels, so the deepest level keeps 256 features.
 SMALL_NBASE = (8, 16, 32, 256)
 
@@ -97,13 +102,118 @@ def train(images: list[np.ndarray], masks: list[np.ndarray], out_path: str | Pat
     return out_path
 
 
+def training_pairs(folder: str | Path, channel: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A user's annotated images: every ``<name>_masks.tif`` label image with its ``<name>.tif``.
+
+    Multi-channel images give their ``channel``-th plane (channel-first or channel-last)."""
+    import tifffile
+
+    from . import images
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"config segmentation.train.images: folder {str(folder)!r} not found")
+    mask_files = sorted(folder.glob(f"*{MASK_SUFFIX}.tif*"))
+    if not mask_files:
+        raise FileNotFoundError(f"config segmentation.train.images: no label images named <name>{MASK_SUFFIX}.tif "
+                                f"in {folder} (Cellpose's naming: image.tif with image{MASK_SUFFIX}.tif)")
+    pictures, masks = [], []
+    for mask_file in mask_files:
+        stem = mask_file.name.split(MASK_SUFFIX)[0]
+        candidates = [folder / f"{stem}{ext}" for ext in (".tif", ".tiff")]
+        image_file = next((c for c in candidates if c.is_file()), None)
+        if image_file is None:
+            raise FileNotFoundError(f"{mask_file}: no image {stem}.tif beside this label image")
+        picture = tifffile.imread(image_file)
+        mask = images.read_image(mask_file)
+        if picture.ndim == 3:
+            axis = 0 if picture.shape[0] < picture.shape[-1] else -1
+            if channel >= picture.shape[axis]:
+                raise ValueError(f"{image_file}: config segmentation.train.channel {channel} but the image has "
+                                 f"{picture.shape[axis]} channels")
+            picture = np.take(picture, channel, axis=axis)
+        if picture.shape != mask.shape:
+            raise ValueError(f"{mask_file}: labels of shape {mask.shape} for an image of shape {picture.shape} "
+                             f"({image_file})")
+        pictures.append(picture)
+        masks.append(mask)
+    return pictures, masks
+
+
+MAX_TILE = 512  # pixels: larger fields are tiled, as Cellpose tiles them
+SAMPLED_FIELDS = 32  # fields of a plate sampled for its intensity bounds
+
+
 def segment(model, images: list[np.ndarray], diameter: float | None = None, batch_size: int = 8,
-            flow_threshold: float = 0.4, cellprob_threshold: float = 0.0) -> list[np.ndarray]:
-    """Label images (uint16 or uint32) of nuclei in grey images, one Cellpose call for the list."""
+            flow_threshold: float = 0.4, cellprob_threshold: float = 0.0, lowhigh=None) -> list[np.ndarray]:
+    """Label images (uint16 or uint32) of same-shape fields, one Cellpose call for the list.
+
+    Grey (H, W) images are segmented as they are; (2, H, W) images as a cytoplasm channel with
+    the nuclear channel second, as Cellpose's cyto models expect. The fields go to Cellpose as
+    one stack of 2-D planes, so its network runs on ``batch_size`` fields per pass, each field
+    one tile (up to MAX_TILE px) instead of 224-px tiles that overlap. ``lowhigh`` (per channel
+    [low, high]) replaces Cellpose's per-image 1-99th percentile scaling: with a plate's bounds,
+    a blank field stays dark instead of having its noise stretched into "nuclei"."""
     diameter = diameter or float(model.diam_labels)
-    masks, _, _ = model.eval(list(images), channels=[0, 0], diameter=diameter, batch_size=batch_size,
-                             flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold)
+    stack = np.stack(images).astype(np.float32)
+    two_channel = stack.ndim == 4
+    height, width = stack.shape[-2:]
+    rescale = float(model.diam_mean) / diameter
+    tile = min(int(np.ceil(max(height, width) * rescale / 16) * 16) + 16, MAX_TILE)  # Cellpose pads 8 px a side
+    normalize = {"normalize": True, "norm3D": False, "lowhigh": None if lowhigh is None else np.asarray(lowhigh)}
+    masks, _, _ = model.eval(np.moveaxis(stack, 1, -1) if two_channel else stack, z_axis=0,
+                             channel_axis=3 if two_channel else None, channels=[1, 2] if two_channel else [0, 0],
+                             diameter=diameter, batch_size=batch_size, bsize=tile,
+                             normalize=normalize, flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold)
+    masks = np.asarray(masks).reshape(len(stack), height, width)
     return [m.astype(np.uint16 if m.max() < 65535 else np.uint32) for m in masks]
+
+
+def watershed_baseline(image: np.ndarray, diameter: float = 16.0, smoothing: float = 1.0) -> np.ndarray:
+    """Classical nuclei segmentation: Otsu threshold, then a watershed on the distance transform
+    seeded by its local maxima (at least a quarter of a nuclear ``diameter`` apart), so that
+    touching nuclei are split."""
+    from scipy import ndimage as ndi
+    from skimage import feature, filters, morphology
+    from skimage import segmentation as sk_segmentation
+
+    smooth = filters.gaussian(image.astype(np.float32), smoothing)
+    if smooth.max() == smooth.min():
+        return np.zeros(image.shape, np.uint16)
+    foreground = morphology.remove_small_objects(smooth > filters.threshold_otsu(smooth), max_size=15)
+    distance = ndi.distance_transform_edt(foreground)
+    peaks = feature.peak_local_max(distance, min_distance=max(1, round(diameter / 4)), labels=ndi.label(foreground)[0],
+                                   exclude_border=False)
+    markers = np.zeros(image.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    labels = sk_segmentation.watershed(-distance, markers, mask=foreground)
+    return labels.astype(np.uint16 if labels.max() < 65535 else np.uint32)
+
+
+def measure_objects(nuclei: np.ndarray, stack: np.ndarray, channels: list[str],
+                    cells: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per nucleus: label, centroid, area and each channel's mean intensity in the nucleus;
+    with whole-cell labels, the cell holding the nucleus' centroid, its area and mean intensities."""
+    from skimage import measure
+
+    def measured(labels, prefix):
+        props = measure.regionprops_table(labels, intensity_image=np.moveaxis(stack, 0, -1),
+                                          properties=("label", "centroid", "area", "intensity_mean"))
+        return pd.DataFrame({
+            f"{prefix}_Label": props["label"],
+            **({"Location_Center_Y": props["centroid-0"], "Location_Center_X": props["centroid-1"]}
+               if prefix == "Nuclei" else {}),
+            f"{prefix}_Area": props["area"].astype(np.int64),
+            **{f"{prefix}_Intensity_{ch}_Mean": props[f"intensity_mean-{i}"] for i, ch in enumerate(channels)},
+        })
+
+    table = measured(nuclei, "Nuclei")
+    if cells is None:
+        return table
+    rows = np.clip(table["Location_Center_Y"].round().astype(int), 0, cells.shape[0] - 1)
+    cols = np.clip(table["Location_Center_X"].round().astype(int), 0, cells.shape[1] - 1)
+    table["Cells_Label"] = cells[rows, cols].astype(np.int64)
+    return table.merge(measured(cells, "Cells"), on="Cells_Label", how="left")
 
 
 def average_precision(true: list[np.ndarray], pred: list[np.ndarray], threshold: float = 0.5) -> float:
@@ -113,3 +223,51 @@ def average_precision(true: list[np.ndarray], pred: list[np.ndarray], threshold:
     _, tp, fp, fn = metrics.average_precision(list(true), list(pred), threshold=[threshold])
     tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
     return float(tp / max(tp + fp + fn, 1))
+
+
+def segment_plate(folder, field_ids: list[str], channels: list[str], masks_folder, nuclei_model, settings: dict,
+                  cell_model=None, cytoplasm: str | None = None, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Segment a plate's corrected field stacks ``settings["batch_size"]`` fields per Cellpose call
+    (stacks read ahead in a background thread), write the label TIFFs to ``masks_folder``, and
+    return per-field counts and the per-nucleus table (``Metadata_Field`` first).
+
+    Cellpose scales intensities by the plate's 1st and 99th percentiles (sampled from up to
+    ``SAMPLED_FIELDS`` fields), not each field's own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import illumination, images
+    from .features import batched
+    from .metadata import FIELD
+
+    def load(field_id):
+        return illumination.from_uint16(images.read_stack(images.corrected_path(folder, field_id)))
+
+    options = {k: settings[k] for k in ("flow_threshold", "cellprob_threshold", "batch_size")}
+    cytoplasm_index = channels.index(cytoplasm) if cell_model is not None else None
+    sampled = [load(f) for f in np.asarray(field_ids)[np.unique(np.linspace(0, len(field_ids) - 1, SAMPLED_FIELDS)
+                                                                 .round().astype(int))]]
+    bounds = [illumination.percentile_bounds(np.concatenate([illumination.pixel_sample(s[c]) for s in sampled]), 1, 99)
+              for c in range(len(channels))]
+    counts, objects = [], []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for batch in batched(zip(field_ids, pool.map(load, field_ids)), settings["batch_size"]):
+            ids, stacks = zip(*batch)
+            nuclei = segment(nuclei_model, [s[0] for s in stacks], settings["diameter"] or None, **options,
+                             lowhigh=bounds[0])
+            cells = [None] * len(ids)
+            if cell_model is not None:
+                cells = segment(cell_model, [s[[cytoplasm_index, 0]] for s in stacks],
+                                settings["cells"]["diameter"] or None, **options,
+                                lowhigh=[bounds[cytoplasm_index], bounds[0]])
+            for field_id, stack, nucleus_labels, cell_labels in zip(ids, stacks, nuclei, cells):
+                images.write_tiff(images.mask_path(masks_folder, field_id), nucleus_labels)
+                if cell_labels is not None:
+                    images.write_tiff(images.mask_path(masks_folder, field_id, "cells"), cell_labels)
+                table = measure_objects(nucleus_labels, stack, channels, cell_labels)
+                counts.append({FIELD: field_id, "Cells_Count": len(table),
+                               "Cells_MeanArea": float(table["Nuclei_Area"].mean()) if len(table) else 0.0})
+                objects.append(table.assign(**{FIELD: field_id}))
+            if progress is not None:
+                progress.update(len(ids))
+    per_cell = pd.concat(objects, ignore_index=True) if objects else pd.DataFrame({FIELD: []})
+    return pd.DataFrame(counts), per_cell[[FIELD, *[c for c in per_cell.columns if c != FIELD]]]

@@ -57,7 +57,7 @@ def main():
                 torch.cuda.synchronize()
             return time.perf_counter() - start
 
-        rule = timed(lambda: features.extract_plate(embedder, folder, ids, channels, args.batch))
+        rule = timed(lambda: features.extract_plate(folder, ids, channels, embedder, batch_size=args.batch))
         preloaded = [np.stack(b) for b in features.batched(stacks, args.batch)]
         raw = timed(lambda: [embedder(b) for b in preloaded])
         single = timed(lambda: [embedder(s[c:c + 1][None]) for s in stacks for c in range(len(channels))])

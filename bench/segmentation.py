@@ -1,0 +1,114 @@
+"""Benchmark: the segmentation rule against Cellpose's own command line, and whole-field against
+single-cell feature extraction, on the same simulated fields, in one run.
+
+  rule   - segmentation.segment_plate as the segment_plate rule runs it (model loading, stacks of
+           fields per Cellpose call, one tile per field, label TIFFs and the per-cell table);
+  cli    - python -m cellpose --dir <DNA images> --pretrained_model <same model> --save_tif --no_npy,
+           the way users run Cellpose on a folder (one image at a time), same diameter and thresholds;
+  field  - features.extract_plate with whole-field CNN features only;
+  cell   - features.extract_plate with single-cell CNN features only (crops at the rule's nuclei).
+
+The model is a standard-size Cellpose U-Net (the command line builds no other) trained here for a
+few epochs on the simulator's masks, so both sides run the same network and see nuclei.
+Prints the ratios cli/rule (goal >= 1.5) and cell/field time.
+
+  python bench/segmentation.py [--fields 48] [--size 256 256] [--threads 2] [--epochs 10]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from morphoprof import features, illumination, images, segmentation, simulate, workflow  # noqa: E402
+
+SETTINGS = {"diameter": 0, "flow_threshold": 0.4, "cellprob_threshold": 0.0, "batch_size": 8,
+            "cells": {"diameter": 0}}
+
+
+def timed(run):
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fields", type=int, default=48)
+    parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=10)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = workflow.pick_device()
+    channels = list(simulate.CHANNELS)
+    params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=args.fields, height=args.size[0],
+                                   width=args.size[1], blank_fraction=0, debris_fraction=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ids, raws, truth = [], [], []
+        for i, (_, raw, labels) in zip(range(args.fields), simulate.simulate_plate(params, "SIM01")):
+            stack = np.stack([illumination.to_uint16(illumination.rescale(p, 100, 20000)) for p in raw.astype(np.float32)])
+            images.write_tiff(images.corrected_path(tmp / "corrected", f"f{i:03d}"), stack)
+            images.write_tiff(tmp / "dna" / f"f{i:03d}.tif", stack[0])  # the same nuclear images, for the CLI
+            ids.append(f"f{i:03d}")
+            raws.append(raw[0])
+            truth.append(labels)
+        model_path = tmp / "model" / "cellpose_bench.pth"
+        segmentation.train(raws[:8], truth[:8], model_path, n_epochs=args.epochs, nbase=(32, 64, 128, 256),
+                           device=device)
+        diameter = float(segmentation.load_model(str(model_path), device).diam_labels)
+        settings = {**SETTINGS, "diameter": diameter}
+
+        def rule():
+            model = segmentation.load_model(str(model_path), device)
+            return segmentation.segment_plate(tmp / "corrected", ids, channels, tmp / "masks", model, settings)
+
+        rule_seconds, (counts, per_cell) = timed(rule)
+        command = [sys.executable, "-m", "cellpose", "--dir", str(tmp / "dna"), "--pretrained_model", str(model_path),
+                   "--diameter", str(diameter), "--chan", "0", "--chan2", "0", "--flow_threshold", "0.4",
+                   "--cellprob_threshold", "0.0", "--save_tif", "--no_npy", "--batch_size", "8"]
+        if device.type == "cuda":
+            command.append("--use_gpu")
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        cli_seconds, finished = timed(lambda: subprocess.run(command, capture_output=True, text=True, env=env))
+        if finished.returncode != 0:
+            raise SystemExit(f"cellpose CLI failed:\n{finished.stderr[-3000:]}")
+        cli_masks = [images.read_image(tmp / "dna" / f"{i}_cp_masks.tif") for i in ids]
+        rule_masks = [images.read_image(images.mask_path(tmp / "masks", i)) for i in ids]
+        ap = {name: segmentation.average_precision(truth, masks) for name, masks in
+              (("rule", rule_masks), ("cli", cli_masks))}
+
+        backbone = features.load_backbone("efficientnet_lite0")
+        embedder = features.FieldEmbedder(backbone, device)
+        centres = {f: g[["Location_Center_Y", "Location_Center_X"]].to_numpy()
+                   for f, g in per_cell.groupby("Metadata_Field")}
+        cells = features.CellSettings(embedder, centres, crop_size=48)
+        batch = features.default_batch_size(device)
+        features.extract_plate(tmp / "corrected", ids[:2], channels, embedder, cells, batch)  # warm-up
+        field_seconds, _ = timed(lambda: features.extract_plate(tmp / "corrected", ids, channels, embedder,
+                                                                batch_size=batch))
+        cell_seconds, _ = timed(lambda: features.extract_plate(tmp / "corrected", ids, channels, cells=cells,
+                                                               batch_size=batch))
+    n = args.fields
+    print(f"{n} fields of {args.size[0]}x{args.size[1]}, {args.threads} threads, {device}; "
+          f"{len(per_cell)} nuclei ({pd.Series(counts['Cells_Count']).mean():.1f} per field)")
+    print(f"  segmentation rule      {n / rule_seconds:6.2f} fields/s   AP@0.5 {ap['rule']:.3f}")
+    print(f"  cellpose command line  {n / cli_seconds:6.2f} fields/s   AP@0.5 {ap['cli']:.3f}")
+    print(f"  whole-field features   {n / field_seconds:6.2f} fields/s")
+    print(f"  single-cell features   {n / cell_seconds:6.2f} fields/s")
+    print(f"rule / command line:      {cli_seconds / rule_seconds:.2f}x  (goal >= 1.5)")
+    print(f"single-cell / whole-field time: {cell_seconds / field_seconds:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ The model is a standard-size Cellpose U-Net (the command line builds no other) t
 few epochs on the simulator's masks, so both sides run the same network and see nuclei.
 Prints the ratios cli/rule (goal >= 1.5) and cell/field time.
 
-  python bench/segmentation.py [--fields 48] [--size 256 256] [--threads 2] [--epochs 10]
+  python bench/segmentation.py [--fields 48] [--size 256 256] [--threads 2] [--epochs 40]
 """
 
 import argparse
@@ -46,7 +46,7 @@ def main():
     parser.add_argument("--fields", type=int, default=48)
     parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = workflow.pick_device()
@@ -64,7 +64,7 @@ def main():
             raws.append(raw[0])
             truth.append(labels)
         model_path = tmp / "model" / "cellpose_bench.pth"
-        segmentation.train(raws[:8], truth[:8], model_path, n_epochs=args.epochs, nbase=(32, 64, 128, 256),
+        segmentation.train(raws[:12], truth[:12], model_path, n_epochs=args.epochs, nbase=(32, 64, 128, 256),
                            device=device)
         diameter = float(segmentation.load_model(str(model_path), device).diam_labels)
         settings = {**SETTINGS, "diameter": diameter}

@@ -137,7 +137,8 @@ def cell_counts(flagged: pd.DataFrame, wells: pd.Series, low: float, high: float
 
 
 def mask_overlays(pictures: list[np.ndarray], masks: list[list[np.ndarray]], titles: list[str], path) -> None:
-    """Grey fields with the outlines of their label images drawn over them (nuclei yellow, cells cyan)."""
+    """Grey fields with the outlines of their label images drawn over them (nuclei magenta, cells cyan),
+    two pixels wide so that they show on saturated nuclei too."""
     from skimage import segmentation as sk_segmentation
 
     columns = min(len(pictures), 4)
@@ -147,8 +148,8 @@ def mask_overlays(pictures: list[np.ndarray], masks: list[list[np.ndarray]], tit
         ax.axis("off")
     for ax, picture, labels, title in zip(axes.ravel(), pictures, masks, titles):
         rgb = np.repeat(np.clip(picture, 0, 1)[..., None], 3, axis=-1)
-        for mask, colour in zip(labels, ((1.0, 0.85, 0.0), (0.0, 0.9, 0.9))):
-            rgb[sk_segmentation.find_boundaries(mask, mode="inner")] = colour
+        for mask, colour in zip(labels, ((1.0, 0.0, 0.8), (0.0, 0.9, 0.9))):
+            rgb[sk_segmentation.find_boundaries(mask, mode="thick")] = colour
         ax.imshow(rgb)
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -12,20 +12,20 @@ fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
 counts = fields[[metadata.FIELD, metadata.WELL]].merge(pd.read_parquet(snakemake.input.table), on=metadata.FIELD)  # noqa: F821
 flagged = qc.flag_cell_counts(counts, settings["min_cells"], settings["max_cells_factor"])
 flagged.drop(columns=metadata.WELL).to_parquet(snakemake.output.table, index=False)  # noqa: F821
-high = settings["max_cells_factor"] * max(float(counts["Cells_Count"].median()), 1.0)
-plots.cell_counts(flagged, flagged[metadata.WELL], settings["min_cells"], high,
+plots.cell_counts(flagged, flagged[metadata.WELL], settings["min_cells"],
+                  qc.max_cell_count(counts["Cells_Count"], settings["max_cells_factor"]),
                   f"{plate}: cells per field ({int(flagged['QC_Pass'].sum())} of {len(flagged)} fields kept)",
                   snakemake.output.counts)  # noqa: F821
 
 # The overlays span the plate's range of cell counts: fewest, most and evenly between.
 ranked = flagged.sort_values(["Cells_Count", metadata.FIELD]).reset_index(drop=True)
 shown = ranked.iloc[np.unique(np.linspace(0, len(ranked) - 1, snakemake.params.overlays).round().astype(int))]  # noqa: F821
+compartments = ["nuclei", "cells"] if snakemake.params.cells else ["nuclei"]  # noqa: F821
 pictures, masks, titles = [], [], []
 for _, row in shown.iterrows():
     field_id = row[metadata.FIELD]
     pictures.append(illumination.from_uint16(images.read_stack(images.corrected_path(snakemake.input.images,  # noqa: F821
                                                                                        field_id))[0]))
-    compartments = ["nuclei", "cells"] if snakemake.params.cells else ["nuclei"]  # noqa: F821
     masks.append([images.read_image(images.mask_path(snakemake.input.masks, field_id, c)) for c in compartments])  # noqa: F821
     titles.append(f"{field_id}: {row['Cells_Count']} cells{'' if row['QC_Pass'] else ' (flagged)'}")
 plots.mask_overlays(pictures, masks, titles, snakemake.output.overlays)  # noqa: F821

@@ -38,12 +38,18 @@ def flag_fields(measurements: pd.DataFrame, channels: list[str], blank_contrast:
     return out
 
 
+def max_cell_count(counts: pd.Series, max_cells_factor: float = 4.0) -> float:
+    """The most cells a field of the plate may have: ``max_cells_factor`` times the plate's
+    median count (at least 1, so that a mostly empty plate still has a limit)."""
+    return max_cells_factor * max(float(counts.median()), 1.0)
+
+
 def flag_cell_counts(counts: pd.DataFrame, min_cells: int = 1, max_cells_factor: float = 4.0) -> pd.DataFrame:
     """Flag fields by their segmented cell count: fewer than ``min_cells``, or more than
-    ``max_cells_factor`` times the plate's median count (clumps, debris, a wrong diameter)."""
+    :func:`max_cell_count` (clumps, debris, a wrong diameter)."""
     out = counts.copy()
     count = out["Cells_Count"]
     out["QC_FewCells"] = count < min_cells
-    out["QC_ManyCells"] = count > max_cells_factor * max(float(count.median()), 1.0)
+    out["QC_ManyCells"] = count > max_cell_count(count, max_cells_factor)
     out["QC_Pass"] = ~(out["QC_FewCells"] | out["QC_ManyCells"])
     return out

@@ -24,14 +24,11 @@ def corrected(row) -> np.ndarray:
     return stack if function_stack is None else stack / function_stack
 
 
-samples = [[] for _ in channels]
-for _, row in tqdm(fields.iterrows(), total=len(fields), desc=f"percentiles {plate}"):
-    for c, plane in enumerate(corrected(row)):
-        samples[c].append(illumination.pixel_sample(plane))
-bounds = [illumination.percentile_bounds(np.concatenate(s), settings["low_percentile"], settings["high_percentile"])
-          for s in samples]
+rows = tqdm(fields.iterrows(), total=len(fields), desc=f"percentiles {plate}")
+bounds = illumination.plate_bounds((corrected(row) for _, row in rows), settings["low_percentile"],
+                                   settings["high_percentile"])
 log.info("plate %s percentile bounds per channel: %s", plate, dict(zip(channels, bounds)))
 for _, row in tqdm(fields.iterrows(), total=len(fields), desc=f"correct {plate}"):
     stack = corrected(row)
-    out = np.stack([illumination.to_uint16(illumination.rescale(p, *b)) for p, b in zip(stack, bounds)])
+    out = np.stack([images.to_uint16(illumination.rescale(p, *b)) for p, b in zip(stack, bounds)])
     images.write_tiff(images.corrected_path(snakemake.output[0], row[metadata.FIELD]), out)  # noqa: F821

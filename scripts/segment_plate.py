@@ -16,7 +16,8 @@ cell_model = segmentation.load_model(cells["model"], device) if cells["model"] e
 with tqdm(total=len(fields), desc=f"segment {snakemake.wildcards.plate}") as progress:  # noqa: F821
     counts, per_cell = segmentation.segment_plate(snakemake.input.images, list(fields[metadata.FIELD]),  # noqa: F821
                                                   snakemake.params.channels, snakemake.output.masks,  # noqa: F821
-                                                  nuclei_model, settings, cell_model, cells["channel"], progress)
+                                                  nuclei_model, settings, cell_model, cells["channel"],
+                                                  snakemake.threads, progress)  # noqa: F821
 counts.to_parquet(snakemake.output.table, index=False)  # noqa: F821
 meta = fields[[c for c in fields.columns if c.startswith("Metadata_")]]
 per_cell = meta.merge(per_cell, on=metadata.FIELD, how="right")

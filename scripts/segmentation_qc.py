@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from morphoprof import illumination, images, metadata, plots, qc, workflow
+from morphoprof import images, metadata, plots, qc, workflow
 
 log = workflow.start_job(snakemake)  # noqa: F821
 plate = snakemake.wildcards.plate  # noqa: F821
@@ -24,8 +24,7 @@ compartments = ["nuclei", "cells"] if snakemake.params.cells else ["nuclei"]  # 
 pictures, masks, titles = [], [], []
 for _, row in shown.iterrows():
     field_id = row[metadata.FIELD]
-    pictures.append(illumination.from_uint16(images.read_stack(images.corrected_path(snakemake.input.images,  # noqa: F821
-                                                                                       field_id))[0]))
+    pictures.append(images.read_corrected(snakemake.input.images, field_id)[0])  # noqa: F821
     masks.append([images.read_image(images.mask_path(snakemake.input.masks, field_id, c)) for c in compartments])  # noqa: F821
     titles.append(f"{field_id}: {row['Cells_Count']} cells{'' if row['QC_Pass'] else ' (flagged)'}")
 plots.mask_overlays(pictures, masks, titles, snakemake.output.overlays)  # noqa: F821

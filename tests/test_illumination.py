@@ -3,6 +3,7 @@ import pytest
 import tifffile
 
 from morphoprof import illumination as il
+from morphoprof import images
 from morphoprof import simulate
 
 
@@ -54,4 +55,14 @@ def test_percentile_rescale_maps_bounds_to_unit_range():
     scaled = il.rescale(image, lo, hi)
     assert scaled.min() == 0 and scaled.max() == 1
     assert np.mean(scaled == 0) == pytest.approx(0.002, abs=0.002)
-    assert np.array_equal(il.from_uint16(il.to_uint16(np.array([0.0, 1.0]))), [0.0, 1.0])
+    assert np.array_equal(images.from_uint16(images.to_uint16(np.array([0.0, 1.0]))), [0.0, 1.0])
+
+
+def test_plate_bounds_pool_every_fields_pixels_per_channel():
+    dark = np.stack([np.zeros((70, 70)), np.full((70, 70), 10.0)])
+    bright = np.stack([np.full((70, 70), 100.0), np.full((70, 70), 10.0)])
+    (lo, hi), (lo2, hi2) = il.plate_bounds(iter([dark, bright]), 1, 99)
+    assert (lo, hi) == (0.0, 100.0)
+    assert (lo2, hi2) == (10.0, 11.0)  # a flat channel gets a unit range
+    with pytest.raises(ValueError, match="no fields"):
+        il.plate_bounds(iter([]), 1, 99)

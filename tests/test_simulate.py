@@ -1,5 +1,9 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
+from scipy.spatial.distance import pdist
 
 from morphoprof import metadata as md
 from morphoprof import simulate
@@ -61,3 +65,57 @@ def test_field_table_carries_moa_and_paths():
 def test_config_typo_is_named():
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['plate'\]"):
         simulate.ScreenParams.from_config({"plate": 3})
+
+
+def _place_one_at_a_time(rng, n, height, width, min_dist):
+    """Reference: the straightforward sequential placement that _place_centres must reproduce exactly."""
+    centres = []
+    for _ in range(n * 30):
+        if len(centres) == n:
+            break
+        c = rng.uniform([0, 0], [height, width])
+        if all(np.hypot(*(c - o)) >= min_dist for o in centres):
+            centres.append(c)
+    return np.array(centres).reshape(-1, 2)
+
+
+@pytest.mark.parametrize("n, height, width, min_dist", [
+    (0, 64, 64, 18.2), (1, 64, 64, 18.2), (40, 256, 256, 18.2), (150, 1024, 1280, 18.2),
+    (200, 256, 256, 18.2),  # more than fit: stops after n * 30 candidates
+    (10, 20, 20, 15.0), (60, 64, 64, 5.0), (7, 30, 500, 3.0),
+])
+def test_placement_matches_one_candidate_at_a_time(n, height, width, min_dist):
+    for seed in range(3):
+        fast, reference = np.random.default_rng(seed), np.random.default_rng(seed)
+        centres = simulate._place_centres(fast, n, height, width, min_dist)
+        assert np.array_equal(centres, _place_one_at_a_time(reference, n, height, width, min_dist))
+        assert fast.bit_generator.state == reference.bit_generator.state  # later draws (cell shapes) unchanged
+
+
+def test_placement_keeps_a_candidate_exactly_at_min_dist():
+    first, second = np.random.default_rng(5).uniform([0, 0], [64, 64], size=(2, 2))
+    gap = np.hypot(*(second - first))
+    for min_dist, second_kept in [(gap, True), (np.nextafter(gap, np.inf), False)]:
+        fast, reference = np.random.default_rng(5), np.random.default_rng(5)
+        centres = simulate._place_centres(fast, 2, 64, 64, min_dist)
+        assert np.array_equal(centres, _place_one_at_a_time(reference, 2, 64, 64, min_dist))
+        assert (centres == second).all(axis=1).any() == second_kept
+
+
+def test_placed_centres_are_spaced_and_all_placed_when_they_fit():
+    min_dist = 7.0 * simulate.NUCLEUS_SPACING
+    n = int(simulate.max_cells_per_field(7.0) * 1024 * 1280 / 256 ** 2)  # the densest allowed
+    centres = simulate._place_centres(np.random.default_rng(0), n, 1024, 1280, min_dist)
+    assert len(centres) == n
+    assert ((centres >= 0) & (centres < [1024, 1280])).all()
+    assert pdist(centres).min() >= min_dist
+
+
+def test_too_dense_is_a_config_error_naming_the_key():
+    with pytest.raises(ValueError, match=r"simulate\.cells_per_field: 150 .* per 256x256 px area \(not per field\)"):
+        simulate.ScreenParams.from_config({"cells_per_field": 150})
+    with pytest.raises(ValueError, match=r"at most about 25 fit there at simulate\.nucleus_radius 14"):
+        simulate.ScreenParams(cells_per_field=40, nucleus_radius=14)
+    shipped = yaml.safe_load(Path(__file__).resolve().parents[1].joinpath("config", "config.yaml").read_text())
+    assert simulate.ScreenParams.from_config(shipped["simulate"]).cells_per_field == 40
+    simulate.ScreenParams(height=1024, width=1280, cells_per_field=7.5)  # about 150 per BBBC021-sized field

@@ -119,6 +119,30 @@ def test_segmentation_matches_the_simulated_ground_truth(default_run):
             "Nuclei_Intensity_actin_Mean"} <= set(cells.columns)
 
 
+def test_masks_are_cellposes_own(default_run):
+    """The rule's masks (network on batches of fields, masks in worker processes) are exactly what
+    Cellpose's own eval gives for the same model, settings and plate intensity bounds."""
+    import numpy as np
+
+    from morphoprof import images
+
+    model = segmentation.load_model(str(default_run / "results/models/cellpose_nuclei.pth"))
+    folder = default_run / "results/corrected/SIM02"
+    field_ids = list(pd.read_parquet(default_run / "results/segmentation/SIM02.parquet")["Metadata_Field"])
+    bounds = segmentation.intensity_bounds(folder, field_ids)
+    shown = field_ids[:6]
+    nuclei = np.stack([images.read_corrected(folder, f)[0] for f in shown])
+    diameter = float(model.diam_labels)
+    tile = min(int(np.ceil(max(nuclei.shape[-2:]) * model.diam_mean / diameter / 16) * 16) + 16, 512)
+    reference, _, _ = model.eval(nuclei, z_axis=0, channels=[0, 0], diameter=diameter, batch_size=8, bsize=tile,
+                                 normalize={"normalize": True, "norm3D": False, "lowhigh": np.asarray(bounds[0])},
+                                 flow_threshold=DEFAULT_CONFIG["segmentation"]["flow_threshold"],
+                                 cellprob_threshold=DEFAULT_CONFIG["segmentation"]["cellprob_threshold"])
+    for field_id, expected in zip(shown, reference):
+        written = tifffile.imread(default_run / "results/masks/SIM02" / f"{field_id}_nuclei.tif")
+        assert written.max() > 0 and np.array_equal(written, expected), field_id
+
+
 def test_segmentation_of_the_real_dsb2018_image(default_run, shared_data):
     """AP@0.5 on a real fluorescence image (DSB2018) with its ground truth, for the model trained
     on the simulated screen and for the classical baseline: reported, and both must find nuclei."""

@@ -3,14 +3,20 @@
 Whole fields: the final feature map is average-pooled over the field, so fields of any size
 give one vector per channel; channels are concatenated. Single cells: crops centred on each
 nucleus go through the same network, and their embeddings are summarized per field (mean,
-median). Field stacks are read in a background thread while the network runs.
+median).
+
+The GPU is kept fed: worker threads decode a plate's stacks ahead of the network into
+page-locked batches, each batch is copied to the device once, asynchronously, and everything
+after that (intensity baseline, whole-field embeddings, cell crops cut from the fields already
+there, their embeddings, many fields' crops per pass, per-field summaries) stays on the device
+until the plate is done. On CUDA the network runs under bfloat16 autocast by default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import contextlib
+import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -90,24 +96,52 @@ def load_backbone(name: str, weights_dir: str | Path = "resources/weights") -> B
     return backbone
 
 
-class FieldEmbedder:
-    """Embeds batches of (fields, channels, H, W) stacks in [0, 1] into (fields, channels * D)."""
+PRECISIONS = ("auto", "float32", "bfloat16")
 
-    def __init__(self, backbone: Backbone, device: torch.device, scale: float = 1.0):
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a ``features.precision`` setting: ``auto`` is bfloat16 on CUDA and
+    float32 (no autocast) elsewhere, where bfloat16 kernels are slow."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"config features.precision: {precision!r} is not one of {list(PRECISIONS)}")
+    if precision == "bfloat16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+class ImageEmbedder:
+    """Embeds batches of (images, channels, H, W) in [0, 1], each channel as a grey image, into
+    (images, channels * width) vectors; fields and cell crops alike."""
+
+    def __init__(self, backbone: Backbone, device: torch.device, scale: float = 1.0, precision: str = "float32"):
         self.device = device
         self.scale = scale
+        self.dtype = autocast_dtype(precision, device)
         self.net = backbone.net.to(device).to(memory_format=torch.channels_last)
         self.mean = torch.tensor(backbone.mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(backbone.std, device=device).view(1, 3, 1, 1)
 
     @torch.inference_mode()
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        n, c, h, w = batch.shape
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True).reshape(n * c, 1, h, w)
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(images, channels * width) float32 embeddings of a float tensor already on the device."""
+        n, c, h, w = images.shape
+        x = images.reshape(n * c, 1, h, w)
         if self.scale != 1.0:
             x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", antialias=True)
         x = ((x.expand(-1, 3, -1, -1) - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-        return self.net(x).float().reshape(n, -1).cpu().numpy()
+        autocast = torch.autocast(self.device.type, self.dtype) if self.dtype else contextlib.nullcontext()
+        with autocast:
+            embedded = self.net(x)
+        return embedded.float().reshape(n, -1)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Embeddings of a float32 numpy batch, as numpy."""
+        return self.embed(torch.from_numpy(images).to(self.device)).cpu().numpy()
+
+    @functools.cached_property
+    def width(self) -> int:
+        """Embedding length per channel, from one blank ImageNet-sized image."""
+        return self.embed(torch.zeros((1, 1, 224, 224), device=self.device)).shape[1]
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -117,88 +151,118 @@ def default_batch_size(device: torch.device) -> int:
     return 32 if device.type == "cuda" else 1
 
 
-def batched(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def default_cell_batch_size(device: torch.device) -> int:
+    """Cell crops per forward pass: thousands fill a GPU (48-px crops of many fields at once)."""
+    return 4096 if device.type == "cuda" else 128
 
 
-def crop_cells(stack: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
-    """(cells, channels, size, size) crops of a (channels, H, W) field, centred on each (y, x)
-    centre; crops reaching past the field's edge are padded with zeros (background)."""
+def crop_cells(fields: torch.Tensor, owners: torch.Tensor, centres: torch.Tensor, size: int) -> torch.Tensor:
+    """(cells, channels, size, size) crops cut from a (fields, channels, H, W) batch on its device:
+    cell k is centred on ``centres[k]`` (y, x), rounded, in field ``owners[k]``; crops reaching past
+    the field's edge are padded with zeros (background)."""
+    _, channels, height, width = fields.shape
+    if len(owners) == 0:
+        return fields.new_zeros((0, channels, size, size))
     half = size // 2
-    padded = np.pad(stack, ((0, 0), (half, size - half), (half, size - half)))
-    ys, xs = np.round(np.asarray(centres, np.float64).reshape(-1, 2)).astype(int).T
-    ys = np.clip(ys, 0, stack.shape[1] - 1)
-    xs = np.clip(xs, 0, stack.shape[2] - 1)
-    return np.stack([padded[:, y:y + size, x:x + size] for y, x in zip(ys, xs)]) if len(ys) else \
-        np.zeros((0, stack.shape[0], size, size), stack.dtype)
+    padded = F.pad(fields, (half, size - half, half, size - half))
+    rows = torch.round(centres[:, 0]).long().clamp(0, height - 1)
+    cols = torch.round(centres[:, 1]).long().clamp(0, width - 1)
+    offsets = torch.arange(size, device=fields.device)
+    crops = padded[owners[:, None, None], :, (rows[:, None] + offsets)[:, :, None], (cols[:, None] + offsets)[:, None, :]]
+    return crops.permute(0, 3, 1, 2)
 
 
-def summarize_cells(embeddings: np.ndarray, stats: list[str]) -> np.ndarray:
-    """A field's single-cell embeddings (cells, D) reduced to one vector per statistic, concatenated
-    (NaN for a field without cells: segmentation QC leaves such fields out)."""
-    reducers = {"mean": np.mean, "median": np.median}
-    if len(embeddings) == 0:
-        return np.full(len(stats) * embeddings.shape[1], np.nan, np.float32)
-    return np.concatenate([reducers[stat](embeddings, axis=0) for stat in stats]).astype(np.float32)
+def summarize_cells(embeddings: torch.Tensor, counts: list[int], stats: tuple[str, ...]) -> torch.Tensor:
+    """Consecutive runs of ``counts`` cells' embeddings (cells, D) reduced to one row per field:
+    each statistic (mean; median as numpy takes it, the mean of the two middle values for an even
+    count) concatenated; NaN for a field without cells (segmentation QC leaves such fields out)."""
+    reducers = {"mean": lambda e: e.mean(0), "median": _median}
+    rows = []
+    for cells in torch.split(embeddings, counts):
+        if len(cells) == 0:
+            rows.append(embeddings.new_full((len(stats) * embeddings.shape[1],), float("nan")))
+        else:
+            rows.append(torch.cat([reducers[stat](cells) for stat in stats]))
+    return torch.stack(rows)
+
+
+def _median(values: torch.Tensor) -> torch.Tensor:
+    ordered = values.sort(0).values
+    n = len(values)
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
 
 
 @dataclass
 class CellSettings:
-    """How single cells are embedded: crops of ``crop_size`` px around each nucleus centre,
-    ``batch_size`` cells per forward pass, summarized per field by ``stats`` (mean, median)."""
+    """How single cells are embedded: crops of ``crop_size`` px around each nucleus centre (y, x per
+    field id), ``batch_size`` crops per forward pass (0: the device's default), gathered from all
+    fields of a batch, summarized per field by ``stats`` (mean, median)."""
 
-    embedder: Callable[[np.ndarray], np.ndarray]
-    centres: dict[str, np.ndarray]
+    embedder: ImageEmbedder
+    centres: dict[str, np.ndarray] = field(default_factory=dict)
     crop_size: int = 48
     stats: tuple[str, ...] = ("mean", "median")
-    batch_size: int = 128
+    batch_size: int = 0
 
-    def field_vector(self, field_id: str, stack: np.ndarray) -> np.ndarray:
-        crops = crop_cells(stack, self.centres.get(field_id, np.zeros((0, 2))), self.crop_size)
-        if len(crops) == 0:  # the embedding width, from one blank crop
-            return summarize_cells(self.embedder(np.zeros((1, *crops.shape[1:]), np.float32))[:0], list(self.stats))
-        embedded = np.concatenate([self.embedder(np.stack(chunk)) for chunk in batched(crops, self.batch_size)])
-        return summarize_cells(embedded, list(self.stats))
+    def summaries(self, field_ids: list[str], fields: torch.Tensor) -> torch.Tensor:
+        """(fields, stats * channels * width) summaries of the cells of a batch of fields on the device."""
+        per_field = [np.asarray(self.centres.get(f, np.zeros((0, 2))), np.float64).reshape(-1, 2) for f in field_ids]
+        counts = [len(c) for c in per_field]
+        device = fields.device
+        owners = torch.repeat_interleave(torch.arange(len(field_ids)), torch.tensor(counts, dtype=torch.long))
+        centres = torch.from_numpy(np.concatenate(per_field)).to(device)
+        crops = crop_cells(fields, owners.to(device), centres, self.crop_size)
+        step = self.batch_size or default_cell_batch_size(device)
+        if len(crops):
+            embedded = torch.cat([self.embedder.embed(chunk) for chunk in torch.split(crops, step)])
+        else:
+            embedded = fields.new_zeros((0, fields.shape[1] * self.embedder.width))
+        return summarize_cells(embedded, counts, self.stats)
 
 
-def extract_plate(folder, field_ids: list[str], channels: list[str], field_embedder=None,
-                  cells: CellSettings | None = None, batch_size: int = 8, progress=None) -> pd.DataFrame:
+def extract_plate(folder, field_ids: list[str], channels: list[str], image_embedder: ImageEmbedder | None = None,
+                  cells: CellSettings | None = None, batch_size: int = 8, workers: int = 2,
+                  progress=None) -> pd.DataFrame:
     """Features of a plate's corrected field stacks, one row per field: the mean-intensity
-    baseline, whole-field CNN embeddings (``CNN_*``) when ``field_embedder`` is given, and
+    baseline, whole-field CNN embeddings (``CNN_*``) when ``image_embedder`` is given, and
     single-cell embeddings summarized per field (``CellCNN_*``) when ``cells`` is given.
-    Stacks are read in a background thread while the network runs."""
-    from . import illumination, images
 
-    def load(field_id):
-        return illumination.from_uint16(images.read_stack(images.corrected_path(folder, field_id)))
+    ``workers`` threads read ``batch_size`` fields at a time ahead of the network; each batch
+    goes to the device once, and results come back once, when the plate is done."""
+    from . import images
+
+    embedder = image_embedder or (cells.embedder if cells is not None else None)
+    device = embedder.device if embedder is not None else torch.device("cpu")
+    pinned = device.type == "cuda"
+
+    def allocate(shape, dtype):
+        return torch.empty(shape, dtype=torch.uint16, pin_memory=pinned)
 
     baseline, whole, single = [], [], []
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        stacks = zip(field_ids, pool.map(load, field_ids))
-        for batch in batched(stacks, batch_size):
-            baseline += [mean_intensity(stack, channels) for _, stack in batch]
-            if field_embedder is not None:
-                whole.append(field_embedder(np.stack([stack for _, stack in batch])))
+    with torch.inference_mode():
+        for ids, batch in images.corrected_batches(folder, field_ids, batch_size, workers, allocate):
+            stacks = batch.to(device, non_blocking=True).to(torch.float32) / 65535
+            baseline.append(stacks.mean((2, 3)))
+            if image_embedder is not None:
+                whole.append(image_embedder.embed(stacks))
             if cells is not None:
-                single += [cells.field_vector(field_id, stack) for field_id, stack in batch]
+                single.append(cells.summaries(ids, stacks))
             if progress is not None:
-                progress.update(len(batch))
-    parts = [pd.DataFrame(baseline)]
+                progress.update(len(ids))
+    parts = [pd.DataFrame(torch.cat(baseline).cpu().numpy().astype(np.float64), columns=intensity_feature_names(channels))]
     if whole:
-        embedding = np.concatenate(whole)
+        embedding = torch.cat(whole).cpu().numpy()
         parts.append(pd.DataFrame(embedding, columns=cnn_feature_names(channels, embedding.shape[1] // len(channels))))
     if single:
-        summary = np.stack(single)
+        summary = torch.cat(single).cpu().numpy()
         dim = summary.shape[1] // (len(channels) * len(cells.stats))
         parts.append(pd.DataFrame(summary, columns=cell_feature_names(channels, dim, cells.stats)))
     return pd.concat(parts, axis=1)
+
+
+def intensity_feature_names(channels: list[str]) -> list[str]:
+    """The simple baseline profile: each channel's mean intensity."""
+    return [f"Intensity_{ch}_Mean" for ch in channels]
 
 
 def cnn_feature_names(channels: list[str], dim: int) -> list[str]:
@@ -207,8 +271,3 @@ def cnn_feature_names(channels: list[str], dim: int) -> list[str]:
 
 def cell_feature_names(channels: list[str], dim: int, stats) -> list[str]:
     return [f"CellCNN_{ch}_{stat.capitalize()}_{k:04d}" for stat in stats for ch in channels for k in range(dim)]
-
-
-def mean_intensity(stack: np.ndarray, channels: list[str]) -> dict[str, float]:
-    """The simple baseline profile: each channel's mean intensity."""
-    return {f"Intensity_{ch}_Mean": float(plane.mean()) for ch, plane in zip(channels, stack)}

@@ -60,14 +60,20 @@ def percentile_bounds(samples: np.ndarray, low: float = 0.1, high: float = 99.9)
     return float(lo), float(hi)
 
 
+def plate_bounds(stacks: Iterable[np.ndarray], low: float, high: float) -> list[tuple[float, float]]:
+    """Each channel's ``low`` and ``high`` percentiles over a plate's (channels, H, W) stacks,
+    from a regular pixel sample of every stack, so one bright or blank field cannot set them."""
+    samples = None
+    for stack in stacks:
+        if samples is None:
+            samples = [[] for _ in stack]
+        for channel, plane in zip(samples, stack):
+            channel.append(pixel_sample(plane))
+    if samples is None:
+        raise ValueError("no fields to take intensity bounds from")
+    return [percentile_bounds(np.concatenate(channel), low, high) for channel in samples]
+
+
 def rescale(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map [lo, hi] to [0, 1], clipping outside."""
     return np.clip((image - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-
-
-def to_uint16(image01: np.ndarray) -> np.ndarray:
-    return np.round(image01 * 65535).astype(np.uint16)
-
-
-def from_uint16(image: np.ndarray) -> np.ndarray:
-    return image.astype(np.float32) / 65535

@@ -1,8 +1,15 @@
-"""Reading and writing microscopy images, with errors that name the file."""
+"""Reading and writing microscopy images, with errors that name the file.
+
+Corrected fields are kept as (channels, H, W) uint16 stacks holding intensities in [0, 1];
+``corrected_batches`` is the one loop that reads them ahead of the GPU, in worker threads.
+"""
 
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -90,12 +97,68 @@ def mask_path(folder: str | Path, field_id: str, compartment: str = "nuclei") ->
     return Path(folder) / f"{field_id}_{compartment}.tif"
 
 
-def read_stack(path: str | Path) -> np.ndarray:
-    """A (channels, H, W) stack written by the correction rule."""
+def read_stack(path: str | Path, out: np.ndarray | None = None) -> np.ndarray:
+    """A (channels, H, W) stack written by the correction rule, decoded into ``out`` when given."""
     try:
-        stack = tifffile.imread(path)
+        stack = tifffile.imread(path, out=out)
     except (FileNotFoundError, tifffile.TiffFileError, ValueError, OSError) as err:
         raise InputError(f"{path}: not a readable TIFF stack ({err})") from err
     if stack.ndim != 3:
         raise InputError(f"{path}: expected a (channels, H, W) stack, got shape {stack.shape}")
     return stack
+
+
+def stack_shape(path: str | Path) -> tuple[int, int, int]:
+    """The (channels, H, W) shape of a corrected stack, from its header."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tuple(tif.series[0].shape)
+    except (FileNotFoundError, tifffile.TiffFileError, ValueError, OSError, IndexError) as err:
+        raise InputError(f"{path}: not a readable TIFF stack ({err})") from err
+    if len(shape) != 3:
+        raise InputError(f"{path}: expected a (channels, H, W) stack, got shape {shape}")
+    return shape
+
+
+def to_uint16(image01: np.ndarray) -> np.ndarray:
+    """Intensities in [0, 1] as the uint16 of a corrected stack."""
+    return np.round(image01 * 65535).astype(np.uint16)
+
+
+def from_uint16(image: np.ndarray) -> np.ndarray:
+    """A corrected stack's uint16 back to float32 intensities in [0, 1]."""
+    return image.astype(np.float32) / 65535
+
+
+def read_corrected(folder: str | Path, field_id: str) -> np.ndarray:
+    """A field's corrected (channels, H, W) stack as float32 in [0, 1]."""
+    return from_uint16(read_stack(corrected_path(folder, field_id)))
+
+
+def corrected_batches(folder: str | Path, field_ids: list[str], batch_size: int, workers: int = 2,
+                      allocate: Callable = np.empty, ahead: int = 2) -> Iterator[tuple[list[str], object]]:
+    """Yield ``(ids, batch)`` for a plate's corrected stacks, ``batch_size`` fields at a time.
+
+    ``workers`` threads decode each stack straight into its slot of a (fields, channels, H, W)
+    uint16 batch made by ``allocate(shape, dtype)`` (a page-locked torch tensor, say, for
+    asynchronous copies to a GPU), while ``ahead`` batches are read ahead of the one in use.
+    """
+    if not field_ids:
+        return
+    shape = stack_shape(corrected_path(folder, field_ids[0]))
+    chunks = deque(field_ids[i:i + batch_size] for i in range(0, len(field_ids), batch_size))
+
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        def submit(ids):
+            batch = allocate((len(ids), *shape), np.uint16)
+            slots = np.asarray(batch)
+            return ids, batch, [pool.submit(read_stack, corrected_path(folder, f), slots[k]) for k, f in enumerate(ids)]
+
+        pending = deque(submit(chunks.popleft()) for _ in range(min(ahead, len(chunks))))
+        while pending:
+            ids, batch, reads = pending.popleft()
+            for read in reads:
+                read.result()
+            if chunks:
+                pending.append(submit(chunks.popleft()))
+            yield ids, batch

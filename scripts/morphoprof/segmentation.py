@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -140,33 +144,72 @@ def training_pairs(folder: str | Path, channel: int = 0) -> tuple[list[np.ndarra
     return pictures, masks
 
 
-MAX_TILE = 512  # pixels: larger fields are tiled, as Cellpose tiles them
+MAX_TILE = {"cpu": 512, "cuda": 2048}  # pixels per network tile: larger fields are tiled, as Cellpose tiles them
 SAMPLED_FIELDS = 32  # fields of a plate sampled for its intensity bounds
+
+
+@dataclass
+class Flows:
+    """The network's output for a stack of fields: flows (2, fields, H, W), cell probability
+    (fields, H, W), and the dynamics' iteration count Cellpose's eval would use."""
+
+    dP: np.ndarray
+    cellprob: np.ndarray
+    niter: float
+
+    def field(self, k: int) -> "Flows":
+        return Flows(self.dP[:, k:k + 1], self.cellprob[k:k + 1], self.niter)
+
+
+def network_flows(model, images: np.ndarray, diameter: float | None = None, batch_size: int = 8,
+                  lowhigh=None, max_tile: int | None = None) -> Flows:
+    """Cellpose's network on a stack of same-shape fields, as ``model.eval`` runs it before its masks.
+
+    Grey (fields, H, W) stacks are segmented as they are; (fields, 2, H, W) stacks as a cytoplasm
+    channel with the nuclear channel second, as Cellpose's cyto models expect. The fields go to
+    the network ``batch_size`` at a time, each one tile (up to ``max_tile`` px, by default
+    MAX_TILE for the model's device) instead of 224-px tiles that overlap. ``lowhigh`` (per
+    channel [low, high]) replaces Cellpose's per-image 1-99th percentile scaling: with a plate's
+    bounds, a blank field stays dark instead of having its noise stretched into "nuclei"."""
+    from cellpose import models, transforms
+
+    stack = np.asarray(images, np.float32)
+    two_channel = stack.ndim == 4
+    diameter = diameter or float(model.diam_labels)
+    rescale = float(model.diam_mean) / diameter
+    max_tile = max_tile or MAX_TILE.get(model.device.type, MAX_TILE["cpu"])
+    tile = min(int(np.ceil(max(stack.shape[-2:]) * rescale / 16) * 16) + 16, max_tile)  # Cellpose pads 8 px a side
+    x = transforms.convert_image(np.moveaxis(stack, 1, -1) if two_channel else stack,
+                                 [1, 2] if two_channel else [0, 0], channel_axis=3 if two_channel else None,
+                                 z_axis=0, do_3D=False, nchan=model.nchan)
+    normalize = {**models.normalize_default, "norm3D": False, "lowhigh": None if lowhigh is None else np.asarray(lowhigh)}
+    x = transforms.normalize_img(np.asarray(x), **normalize)
+    dP, cellprob, _ = model._run_net(x, rescale=rescale, augment=False, batch_size=batch_size, tile_overlap=0.1,
+                                     bsize=tile, resample=True, do_3D=False)
+    return Flows(dP, cellprob, 200 / rescale)
+
+
+def masks_from_flows(flows: Flows, flow_threshold: float = 0.4, cellprob_threshold: float = 0.0) -> list[np.ndarray]:
+    """Label images (uint16, or uint32 past 65,535 objects) from the network's flows: Cellpose's own
+    dynamics, flow-error check and clean-up, on the CPU, one field after another."""
+    import torch
+    from cellpose import dynamics
+
+    labels = []
+    for k in range(flows.cellprob.shape[0]):
+        mask = dynamics.resize_and_compute_masks(flows.dP[:, k], flows.cellprob[k], niter=flows.niter,
+                                                 cellprob_threshold=cellprob_threshold, flow_threshold=flow_threshold,
+                                                 interp=True, resize=None, min_size=15, max_size_fraction=0.4,
+                                                 device=torch.device("cpu"))
+        labels.append(mask.astype(np.uint16 if mask.max() < 65535 else np.uint32))
+    return labels
 
 
 def segment(model, images: list[np.ndarray], diameter: float | None = None, batch_size: int = 8,
             flow_threshold: float = 0.4, cellprob_threshold: float = 0.0, lowhigh=None) -> list[np.ndarray]:
-    """Label images (uint16 or uint32) of same-shape fields, one Cellpose call for the list.
-
-    Grey (H, W) images are segmented as they are; (2, H, W) images as a cytoplasm channel with
-    the nuclear channel second, as Cellpose's cyto models expect. The fields go to Cellpose as
-    one stack of 2-D planes, so its network runs on ``batch_size`` fields per pass, each field
-    one tile (up to MAX_TILE px) instead of 224-px tiles that overlap. ``lowhigh`` (per channel
-    [low, high]) replaces Cellpose's per-image 1-99th percentile scaling: with a plate's bounds,
-    a blank field stays dark instead of having its noise stretched into "nuclei"."""
-    diameter = diameter or float(model.diam_labels)
-    stack = np.stack(images).astype(np.float32)
-    two_channel = stack.ndim == 4
-    height, width = stack.shape[-2:]
-    rescale = float(model.diam_mean) / diameter
-    tile = min(int(np.ceil(max(height, width) * rescale / 16) * 16) + 16, MAX_TILE)  # Cellpose pads 8 px a side
-    normalize = {"normalize": True, "norm3D": False, "lowhigh": None if lowhigh is None else np.asarray(lowhigh)}
-    masks, _, _ = model.eval(np.moveaxis(stack, 1, -1) if two_channel else stack, z_axis=0,
-                             channel_axis=3 if two_channel else None, channels=[1, 2] if two_channel else [0, 0],
-                             diameter=diameter, batch_size=batch_size, bsize=tile,
-                             normalize=normalize, flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold)
-    masks = np.asarray(masks).reshape(len(stack), height, width)
-    return [m.astype(np.uint16 if m.max() < 65535 else np.uint32) for m in masks]
+    """Label images of same-shape fields: ``network_flows``, then ``masks_from_flows``."""
+    flows = network_flows(model, np.stack(images), diameter, batch_size, lowhigh)
+    return masks_from_flows(flows, flow_threshold, cellprob_threshold)
 
 
 def watershed_baseline(image: np.ndarray, diameter: float = 16.0, smoothing: float = 1.0) -> np.ndarray:
@@ -226,48 +269,89 @@ def average_precision(true: list[np.ndarray], pred: list[np.ndarray], threshold:
 
 
 def segment_plate(folder, field_ids: list[str], channels: list[str], masks_folder, nuclei_model, settings: dict,
-                  cell_model=None, cytoplasm: str | None = None, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Segment a plate's corrected field stacks ``settings["batch_size"]`` fields per Cellpose call
-    (stacks read ahead in a background thread), write the label TIFFs to ``masks_folder``, and
+                  cell_model=None, cytoplasm: str | None = None, workers: int = 2,
+                  progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Segment a plate's corrected field stacks, write the label TIFFs to ``masks_folder``, and
     return per-field counts and the per-nucleus table (``Metadata_Field`` first).
 
-    Cellpose scales intensities by the plate's 1st and 99th percentiles (sampled from up to
-    ``SAMPLED_FIELDS`` fields), not each field's own."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from . import illumination, images
-    from .features import batched
+    ``workers`` threads read stacks ahead of the network, which runs ``settings["batch_size"]``
+    fields per pass; ``workers`` processes turn finished batches' flows into masks, label TIFFs
+    and per-cell measurements while the network runs the next batch. Cellpose scales
+    intensities by the plate's 1st and 99th percentiles (sampled from up to ``SAMPLED_FIELDS``
+    fields), not each field's own."""
+    from . import images
     from .metadata import FIELD
 
-    def load(field_id):
-        return illumination.from_uint16(images.read_stack(images.corrected_path(folder, field_id)))
-
-    options = {k: settings[k] for k in ("flow_threshold", "cellprob_threshold", "batch_size")}
+    thresholds = {k: settings[k] for k in ("flow_threshold", "cellprob_threshold")}
     cytoplasm_index = channels.index(cytoplasm) if cell_model is not None else None
-    sampled = [load(f) for f in np.asarray(field_ids)[np.unique(np.linspace(0, len(field_ids) - 1, SAMPLED_FIELDS)
-                                                                 .round().astype(int))]]
-    bounds = [illumination.percentile_bounds(np.concatenate([illumination.pixel_sample(s[c]) for s in sampled]), 1, 99)
-              for c in range(len(channels))]
-    counts, objects = [], []
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        for batch in batched(zip(field_ids, pool.map(load, field_ids)), settings["batch_size"]):
-            ids, stacks = zip(*batch)
-            nuclei = segment(nuclei_model, [s[0] for s in stacks], settings["diameter"] or None, **options,
-                             lowhigh=bounds[0])
-            cells = [None] * len(ids)
+    bounds = intensity_bounds(folder, field_ids)
+    counts, objects, pending = {}, [], deque()
+
+    def collect(finished):
+        field_id, result = finished
+        counts[field_id], table = result.result()
+        objects.append(table.assign(**{FIELD: field_id}))
+        if progress is not None:
+            progress.update(1)
+
+    with _mask_pool(workers) as pool:
+        for ids, batch in images.corrected_batches(folder, field_ids, settings["batch_size"], workers):
+            stacks = images.from_uint16(batch)
+            nuclei = network_flows(nuclei_model, stacks[:, 0], settings["diameter"] or None, settings["batch_size"],
+                                   bounds[0])
+            cells = None
             if cell_model is not None:
-                cells = segment(cell_model, [s[[cytoplasm_index, 0]] for s in stacks],
-                                settings["cells"]["diameter"] or None, **options,
-                                lowhigh=[bounds[cytoplasm_index], bounds[0]])
-            for field_id, stack, nucleus_labels, cell_labels in zip(ids, stacks, nuclei, cells):
-                images.write_tiff(images.mask_path(masks_folder, field_id), nucleus_labels)
-                if cell_labels is not None:
-                    images.write_tiff(images.mask_path(masks_folder, field_id, "cells"), cell_labels)
-                table = measure_objects(nucleus_labels, stack, channels, cell_labels)
-                counts.append({FIELD: field_id, "Cells_Count": len(table),
-                               "Cells_MeanArea": float(table["Nuclei_Area"].mean()) if len(table) else 0.0})
-                objects.append(table.assign(**{FIELD: field_id}))
-            if progress is not None:
-                progress.update(len(ids))
+                cells = network_flows(cell_model, stacks[:, [cytoplasm_index, 0]], settings["cells"]["diameter"] or None,
+                                      settings["batch_size"], [bounds[cytoplasm_index], bounds[0]])
+            for k, field_id in enumerate(ids):
+                pending.append((field_id, pool.submit(
+                    _field_masks, field_id, batch[k], channels, masks_folder, nuclei.field(k),
+                    cells.field(k) if cells is not None else None, thresholds)))
+            while pending and (pending[0][1].done() or len(pending) > 2 * workers + settings["batch_size"]):
+                collect(pending.popleft())
+        while pending:
+            collect(pending.popleft())
     per_cell = pd.concat(objects, ignore_index=True) if objects else pd.DataFrame({FIELD: []})
-    return pd.DataFrame(counts), per_cell[[FIELD, *[c for c in per_cell.columns if c != FIELD]]]
+    table = pd.DataFrame([{FIELD: f, **counts[f]} for f in field_ids])
+    return table, per_cell[[FIELD, *[c for c in per_cell.columns if c != FIELD]]]
+
+
+def intensity_bounds(folder, field_ids: list[str]) -> list[tuple[float, float]]:
+    """Each channel's 1st and 99th percentiles over up to SAMPLED_FIELDS of a plate's corrected
+    fields, evenly spread: Cellpose's intensity scaling for the whole plate."""
+    from . import illumination, images
+
+    sampled = np.unique(np.linspace(0, len(field_ids) - 1, SAMPLED_FIELDS).round().astype(int))
+    return illumination.plate_bounds((images.read_corrected(folder, field_ids[i]) for i in sampled), 1, 99)
+
+
+def _field_masks(field_id: str, stack: np.ndarray, channels: list[str], masks_folder, nuclei: Flows,
+                 cells: Flows | None, thresholds: dict) -> tuple[dict, pd.DataFrame]:
+    """One field in a mask worker: its labels from the network's flows, written as TIFFs, then measured."""
+    from . import images
+
+    nucleus_labels = masks_from_flows(nuclei, **thresholds)[0]
+    images.write_tiff(images.mask_path(masks_folder, field_id), nucleus_labels)
+    cell_labels = None
+    if cells is not None:
+        cell_labels = masks_from_flows(cells, **thresholds)[0]
+        images.write_tiff(images.mask_path(masks_folder, field_id, "cells"), cell_labels)
+    table = measure_objects(nucleus_labels, images.from_uint16(stack), channels, cell_labels)
+    count = {"Cells_Count": len(table), "Cells_MeanArea": float(table["Nuclei_Area"].mean()) if len(table) else 0.0}
+    return count, table
+
+
+def _mask_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for masks, forked (a rule script cannot be re-imported by spawned ones) and
+    started at once, before the network runs; each computes on one CPU thread, never on the GPU."""
+    pool = ProcessPoolExecutor(max(workers, 1), mp_context=multiprocessing.get_context("fork"),
+                               initializer=_one_thread)
+    for started in [pool.submit(int) for _ in range(max(workers, 1))]:
+        started.result()
+    return pool
+
+
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)

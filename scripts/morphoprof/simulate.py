@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage import draw
 
 from . import metadata as md
@@ -45,6 +46,15 @@ BASELINE = {
     "tubulin_diffuse": 1.0, "tubulin_bundles": 1.0, "actin_fibers": 1.0, "actin_cortex": 1.0,
     "actin_puncta": 0.0, "dna_foci": 0.0,
 }
+NUCLEUS_SPACING = 2.6  # nucleus centres are placed at least this many nucleus radii apart
+# Random sequential packing of discs NUCLEUS_SPACING radii wide jams at about 0.547 of the area; up to 0.4 every
+# requested centre is placed (measured), so cells_per_field is capped there.
+MAX_PACKING = 0.4
+
+
+def max_cells_per_field(nucleus_radius: float) -> float:
+    """The most nuclei per 256x256 px area that placement fits, for a nucleus radius in px."""
+    return MAX_PACKING * 256 ** 2 / (np.pi * (NUCLEUS_SPACING / 2 * nucleus_radius) ** 2)
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,17 @@ class ScreenParams:
     phenotype_strength: float = 1.0
     blank_fraction: float = 0.02
     debris_fraction: float = 0.02
+
+    def __post_init__(self):
+        """Reject densities that cannot be placed: they used to leave fields short of nuclei after minutes of trying."""
+        if self.nucleus_radius <= 0:
+            raise ValueError(f"config simulate.nucleus_radius: must be positive, not {self.nucleus_radius:g}")
+        limit = max_cells_per_field(self.nucleus_radius)
+        if self.cells_per_field > limit:
+            raise ValueError(
+                f"config simulate.cells_per_field: {self.cells_per_field:g} is too dense. It counts nuclei per "
+                f"256x256 px area (not per field), and at most about {limit:.0f} fit there at "
+                f"simulate.nucleus_radius {self.nucleus_radius:g} (centres are {NUCLEUS_SPACING} radii apart)")
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ScreenParams":
@@ -174,14 +195,60 @@ def illumination_field(params: ScreenParams, plate_index: int, channel_index: in
 
 
 def _place_centres(rng, n: int, height: int, width: int, min_dist: float) -> np.ndarray:
-    centres: list[np.ndarray] = []
-    for _ in range(n * 30):
-        if len(centres) == n:
-            break
-        c = rng.uniform([0, 0], [height, width])
-        if all(np.hypot(*(c - o)) >= min_dist for o in centres):
-            centres.append(c)
-    return np.array(centres).reshape(-1, 2)
+    """Random sequential placement of up to n nucleus centres, at least min_dist apart.
+
+    Candidates are uniform (y, x) draws; each is kept if it is at least min_dist (np.hypot) from every centre
+    kept before it, until n are kept or n * 30 were drawn. Candidates are drawn in blocks and checked with k-d
+    trees, and the generator is rewound to just after the last candidate used, so the centres and the
+    generator's state are exactly those of drawing and checking one candidate at a time, in O(n log n).
+    """
+    kept = np.empty((0, 2))
+    budget, drawn = n * 30, 0
+    while len(kept) < n and drawn < budget:
+        wanted = n - len(kept)
+        expected_draws = wanted * (drawn + 1) / (len(kept) + 1)  # at the acceptance rate so far
+        block_size = min(budget - drawn, int(1.2 * expected_draws) + 16)
+        state = rng.bit_generator.state
+        candidates = rng.uniform([0, 0], [height, width], size=(block_size, 2))
+        accepted, used = _accept_in_order(candidates, kept, wanted, min_dist)
+        if used < block_size:
+            rng.bit_generator.state = state
+            rng.uniform([0, 0], [height, width], size=(used, 2))
+        kept = np.concatenate([kept, candidates[:used][accepted[:used]]])
+        drawn += used
+    return kept
+
+
+def _close_pairs(first: np.ndarray, second: np.ndarray, pairs: np.ndarray, min_dist: float) -> np.ndarray:
+    """The (i, j) index pairs whose points are closer than min_dist, by the loop's own test np.hypot(*(b - a))."""
+    gap = second[pairs[:, 1]] - first[pairs[:, 0]]
+    return pairs[~(np.hypot(gap[:, 0], gap[:, 1]) >= min_dist)]
+
+
+def _accept_in_order(candidates: np.ndarray, kept: np.ndarray, wanted: int,
+                     min_dist: float) -> tuple[np.ndarray, int]:
+    """Which candidates sequential placement keeps after `kept`, and how many it draws to keep `wanted` more.
+
+    k-d tree distances may differ from np.hypot in the last bits, so the trees search a slightly wider
+    radius and np.hypot decides.
+    """
+    search = min_dist * (1 + 1e-9)
+    accepted = np.ones(len(candidates), bool)
+    if len(kept):
+        near_kept = cKDTree(kept).sparse_distance_matrix(cKDTree(candidates), search, output_type="ndarray")
+        pairs = np.stack([near_kept["i"], near_kept["j"]], axis=1)
+        accepted[_close_pairs(kept, candidates, pairs, min_dist)[:, 1]] = False
+    free = np.flatnonzero(accepted)
+    pairs = free[cKDTree(candidates[free]).query_pairs(search, output_type="ndarray")]
+    conflicts = _close_pairs(candidates, candidates, pairs, min_dist)
+    conflicts = conflicts[np.argsort(conflicts[:, 1])]
+    # a candidate is lost to an earlier one only if that one was kept; earlier ones are settled first
+    for earlier, later in conflicts.tolist():
+        if accepted[earlier]:
+            accepted[later] = False
+    total = np.cumsum(accepted)
+    used = int(np.searchsorted(total, wanted)) + 1 if total[-1] >= wanted else len(candidates)
+    return accepted, used
 
 
 def _paste(image: np.ndarray, patch: np.ndarray, top: int, left: int) -> None:
@@ -191,6 +258,14 @@ def _paste(image: np.ndarray, patch: np.ndarray, top: int, left: int) -> None:
     y1, x1 = min(top + h, image.shape[0]), min(left + w, image.shape[1])
     if y1 > y0 and x1 > x0:
         image[y0:y1, x0:x1] += patch[y0 - top:y1 - top, x0 - left:x1 - left]
+
+
+def _pixel(coordinate: float, size: int) -> int:
+    """Nearest pixel index (ties to even, as np.round), clipped to a patch of `size` pixels.
+
+    float() first: Python's round of a float is the same as NumPy's, and far faster than rounding an np.float64.
+    """
+    return min(max(round(float(coordinate)), 0), size - 1)
 
 
 def _draw_cell(rng, pheno: dict, centre, radius: float, channels: np.ndarray, labels: np.ndarray,
@@ -232,8 +307,8 @@ def _draw_cell(rng, pheno: dict, centre, radius: float, channels: np.ndarray, la
     n_fibers = 14 if not mitotic else 24
     for angle in rng.uniform(0, 2 * np.pi, n_fibers):
         length = body * rng.uniform(0.8, 1.3)
-        end = (half + length * np.sin(angle), half + length * np.cos(angle))
-        rr, cc, val = draw.line_aa(half, half, *np.clip(np.round(end).astype(int), 0, size - 1))
+        end_row, end_col = half + length * np.sin(angle), half + length * np.cos(angle)
+        rr, cc, val = draw.line_aa(half, half, _pixel(end_row, size), _pixel(end_col, size))
         fibers[rr, cc] += val
     if pheno["tubulin_bundles"] > 1.2:
         fibers = ndi.grey_dilation(fibers, size=(2, 2))
@@ -244,13 +319,12 @@ def _draw_cell(rng, pheno: dict, centre, radius: float, channels: np.ndarray, la
     actin[rr, cc] = 0.8 * pheno["actin_cortex"]
     stress = np.zeros((size, size), np.float32)
     fiber_angle = rot + rng.normal(0, 0.2)
-    direction = np.array([np.sin(fiber_angle), np.cos(fiber_angle)])
-    normal = np.array([-direction[1], direction[0]])
+    sin, cos = np.sin(fiber_angle), np.cos(fiber_angle)
+    reach_row, reach_col = sin * body * 1.3, cos * body * 1.3
     for offset in np.linspace(-body * 0.7, body * 0.7, 6):
-        start = np.array([half, half]) + normal * offset - direction * body * 1.3
-        stop = np.array([half, half]) + normal * offset + direction * body * 1.3
-        rr, cc, val = draw.line_aa(*np.clip(np.round(start).astype(int), 0, size - 1),
-                                   *np.clip(np.round(stop).astype(int), 0, size - 1))
+        mid_row, mid_col = half + -cos * offset, half + sin * offset
+        rr, cc, val = draw.line_aa(_pixel(mid_row - reach_row, size), _pixel(mid_col - reach_col, size),
+                                   _pixel(mid_row + reach_row, size), _pixel(mid_col + reach_col, size))
         stress[rr, cc] += val
     actin += 0.45 * pheno["actin_fibers"] * stress * body_mask
     n_puncta = rng.poisson(max(pheno["actin_puncta"], 0) * 14)
@@ -282,7 +356,7 @@ def render_field(params: ScreenParams, plate_index: int, field_index: int, pheno
     debris = params.blank_fraction <= kind < params.blank_fraction + params.debris_fraction
     if not blank:
         expected = params.cells_per_field * pheno["density"] * h * w / 256 ** 2
-        centres = _place_centres(rng, rng.poisson(expected), h, w, params.nucleus_radius * 2.6)
+        centres = _place_centres(rng, rng.poisson(expected), h, w, params.nucleus_radius * NUCLEUS_SPACING)
         next_label = 1
         for centre in centres:
             next_label = _draw_cell(rng, pheno, centre, params.nucleus_radius, channels, labels, next_label)
@@ -290,10 +364,21 @@ def render_field(params: ScreenParams, plate_index: int, field_index: int, pheno
         for _ in range(rng.integers(2, 5)):
             rr, cc = draw.disk(rng.uniform([0, 0], [h, w]), rng.uniform(0.05, 0.12) * min(h, w), shape=(h, w))
             channels[:, rr, cc] += 6.0
-    channels = ndi.gaussian_filter(channels, sigma=(0, 1.0, 1.0)) + 0.06
-    counts = channels * shading * batch_gain[:, None, None] * 6000.0
-    noisy = counts + rng.normal(size=counts.shape) * params.noise * (np.sqrt(np.maximum(counts, 0)) + 15.0)
-    raw = np.clip(noisy + 100.0, 0, 65535).astype(np.uint16)
+    counts = ndi.gaussian_filter(channels, sigma=(0, 1.0, 1.0), output=channels)
+    counts += 0.06
+    counts *= shading
+    counts *= batch_gain[:, None, None]
+    counts *= 6000.0
+    # shot and read noise; counts are positive. In place, in the same order as
+    # counts + normal * noise * (sqrt(counts) + 15) + 100, so values do not change.
+    noisy = rng.standard_normal(counts.shape)
+    noisy *= params.noise
+    spread = np.sqrt(counts)
+    spread += 15.0
+    noisy *= spread
+    noisy += counts
+    noisy += 100.0
+    raw = np.clip(noisy, 0, 65535, out=noisy).astype(np.uint16)
     return raw, labels.astype(np.uint16)
 
 

@@ -7,11 +7,13 @@ rule extract_features:
         fields=plate_records,
         channels=CHANNELS,
         settings=config["features"],
-    threads: 2
+    threads: 8  # read-ahead threads; fewer where --cores gives fewer
     resources:
         gpu=1,
     log:
         "logs/extract_features/{plate}.log",
+    benchmark:
+        "benchmarks/extract_features/{plate}.tsv",
     conda:
         "../envs/deep.yaml"
     script:

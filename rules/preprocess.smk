@@ -26,6 +26,8 @@ rule qc_plate:
         qc=config["qc"],
     log:
         "logs/qc_plate/{plate}.log",
+    benchmark:
+        "benchmarks/qc_plate/{plate}.tsv",
     conda:
         "../envs/imaging.yaml"
     script:
@@ -49,6 +51,8 @@ rule illumination_function:
         settings=config["illumination"],
     log:
         "logs/illumination_function/{plate}_{channel}.log",
+    benchmark:
+        "benchmarks/illumination_function/{plate}_{channel}.tsv",
     conda:
         "../envs/imaging.yaml"
     script:
@@ -67,6 +71,8 @@ rule correct_plate:
         intensity=config["intensity"],
     log:
         "logs/correct_plate/{plate}.log",
+    benchmark:
+        "benchmarks/correct_plate/{plate}.tsv",
     conda:
         "../envs/imaging.yaml"
     script:

@@ -13,6 +13,8 @@ rule train_cellpose:
         gpu=1,
     log:
         "logs/train_cellpose.log",
+    benchmark:
+        "benchmarks/train_cellpose.tsv",
     conda:
         "../envs/deep.yaml"
     script:
@@ -32,11 +34,13 @@ rule segment_plate:
         channels=CHANNELS,
         model=segmentation_model(),
         settings={k: v for k, v in config["segmentation"].items() if k not in ("train", "qc")},
-    threads: 2
+    threads: 8  # read-ahead threads and mask workers; fewer where --cores gives fewer
     resources:
         gpu=1,
     log:
         "logs/segment_plate/{plate}.log",
+    benchmark:
+        "benchmarks/segment_plate/{plate}.tsv",
     conda:
         "../envs/deep.yaml"
     script:
@@ -61,6 +65,8 @@ rule segmentation_qc:
         cells=bool(config["segmentation"]["cells"]["model"]),
     log:
         "logs/segmentation_qc/{plate}.log",
+    benchmark:
+        "benchmarks/segmentation_qc/{plate}.tsv",
     conda:
         "../envs/imaging.yaml"
     script:

@@ -6,6 +6,8 @@ rule simulate_plate:
         screen=config["simulate"],
     log:
         "logs/simulate_plate/{plate}.log",
+    benchmark:
+        "benchmarks/simulate_plate/{plate}.tsv",
     conda:
         "../envs/imaging.yaml"
     script:

@@ -132,7 +132,7 @@ class ImageEmbedder:
         autocast = torch.autocast(self.device.type, self.dtype) if self.dtype else contextlib.nullcontext()
         with autocast:
             embedded = self.net(x)
-        return embedded.float().reshape(n, -1)
+        return embedded.float().reshape(n, c * embedded.shape[-1])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Embeddings of a float32 numpy batch, as numpy."""

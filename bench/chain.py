@@ -1,0 +1,140 @@
+"""Benchmark: the whole chain, simulated plates to CNN features, through Snakemake.
+
+Builds a BBBC021-shaped simulated screen (by default 2 plates of 30 wells x 2 sites at 1024x1280,
+about 150 nuclei per field), runs Snakemake up to results/features/<plate>.parquet and
+results/qc/segmentation/<plate>.parquet for every plate (simulate -> check_images -> qc ->
+illumination -> correct -> train_cellpose -> segment -> features and segmentation QC),
+reads the rules' benchmark files and prints per-rule seconds and the projected wall time of the
+chain for 13,200 fields (BBBC021's size; goal: within 10 minutes on one H100-class GPU with 16 cores).
+
+Projection assumptions (a rough estimate, not a measurement):
+  - seconds per field come from this run on a few plates and scale linearly in fields; per-plate
+    fixed costs (model loading, plate-wide bounds) are spread over this run's plates, which are
+    smaller than BBBC021's (~240 fields), so they are over-counted;
+  - simulate_plate (only the benchmark's input) and train_cellpose (a one-off) are reported apart
+    and not projected; check_images (header reads, no benchmark file) is left out;
+  - the GPU rules (segment_plate, extract_features) run one at a time per GPU slot:
+    GPU-bound = sum of their s/field x 13,200 / K (--resources gpu=K);
+  - the CPU rules (qc_plate, illumination_function summed over channels, correct_plate,
+    segmentation_qc; 1 thread each) run in parallel: CPU-bound = sum of s/field x threads x 13,200 / cores;
+  - across plates the two overlap, so the wall time is the larger of the two; Snakemake's scheduling,
+    disk contention and the GPU rules' own CPU threads (read-ahead, mask workers) are ignored;
+  - the times are this machine's: without a GPU the GPU rules ran on the CPU, so the projection is
+    then for this machine, not for an H100. Other load on the machine makes them noisy.
+
+  python bench/chain.py [--plates 2] [--sites 2] [--size 1024 1280] [--cells 7.5] [--control-wells 6]
+                        [--cores N] [--gpus-resource 1] [--keep DIR]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from morphoprof import simulate  # noqa: E402
+
+BBBC021_FIELDS = 13_200
+GPU_RULES = ["segment_plate", "extract_features"]
+CPU_RULES = {"qc_plate": 1, "illumination_function": 1, "correct_plate": 1, "segmentation_qc": 1}  # rule: threads
+SETUP_RULES = ["simulate_plate", "train_cellpose"]
+
+
+def write_config(folder: Path, args) -> dict:
+    """The default config with a BBBC021-sized simulated screen, written to folder/config; its simulate block."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["simulate"].update(plates=args.plates, batches=min(config["simulate"]["batches"], args.plates),
+                              sites=args.sites, height=args.size[0], width=args.size[1],
+                              cells_per_field=args.cells, control_wells=args.control_wells)
+    (folder / "config").mkdir(parents=True)
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return config["simulate"]
+
+
+def run_snakemake(folder: Path, plates: list[str], cores: int, gpus: int) -> float:
+    """Run the chain up to every plate's features and segmentation QC (not upstream of the features, but
+    part of every real run), logging to folder/snakemake.log; its wall seconds."""
+    targets = [f"results/{kind}/{plate}.parquet" for plate in plates for kind in ("features", "qc/segmentation")]
+    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--directory", str(folder),
+               "--cores", str(cores), "--resources", f"gpu={gpus}"]  # targets first: --resources takes several values
+    start = time.perf_counter()
+    with open(folder / "snakemake.log", "w") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        lines = (folder / "snakemake.log").read_text().splitlines()
+        sys.exit("\n".join(lines[-60:]) + f"\nsnakemake failed (exit {result.returncode}); log: {folder / 'snakemake.log'}")
+    return time.perf_counter() - start
+
+
+def rule_seconds(folder: Path) -> pd.Series:
+    """Wall seconds per rule, summed over its benchmark files (plates, and channels where it has them)."""
+    rows = [(tsv.parent.name if tsv.parent.name != "benchmarks" else tsv.stem, pd.read_csv(tsv, sep="\t")["s"].sum())
+            for tsv in sorted((folder / "benchmarks").rglob("*.tsv"))]
+    return pd.DataFrame(rows, columns=["rule", "s"]).groupby("rule")["s"].sum()
+
+
+def gpu_device() -> str:
+    """The device the GPU rules see: they run in this interpreter's environment."""
+    import torch
+
+    return f"CUDA: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plates", type=int, default=2)
+    parser.add_argument("--sites", type=int, default=2, help="fields per well (BBBC021: 4)")
+    parser.add_argument("--size", type=int, nargs=2, default=(1024, 1280), metavar=("H", "W"))
+    parser.add_argument("--cells", type=float, default=7.5,
+                        help="simulate.cells_per_field: nuclei per 256x256 px area (7.5: ~150 per 1024x1280 field)")
+    parser.add_argument("--control-wells", type=int, default=6, help="DMSO wells per plate")
+    parser.add_argument("--cores", type=int, default=os.cpu_count())
+    parser.add_argument("--gpus-resource", type=int, default=1, metavar="K", help="snakemake --resources gpu=K")
+    parser.add_argument("--keep", help="build the screen in this (new) folder and keep it")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp)
+        screen = write_config(folder, args)
+        layout = simulate.screen_layout(simulate.ScreenParams.from_config(screen))
+        per_plate = layout.groupby("plate").size()
+        fields = len(layout)
+        print(f"screen: {len(per_plate)} plates, fields per plate {', '.join(map(str, per_plate))} "
+              f"({fields} fields), {args.size[0]}x{args.size[1]} px, 3 channels, "
+              f"~{args.cells * args.size[0] * args.size[1] / 256 ** 2:.0f} nuclei requested per field")
+        print(f"running snakemake --cores {args.cores} --resources gpu={args.gpus_resource} in {folder} ...", flush=True)
+        wall = run_snakemake(folder, list(per_plate.index), args.cores, args.gpus_resource)
+        counts = pd.concat(pd.read_parquet(folder / f"results/segmentation/{plate}.parquet", columns=["Cells_Count"])
+                           for plate in per_plate.index)["Cells_Count"]
+        print(f"chain wall time {wall:.0f} s; mean nuclei segmented per field {counts.mean():.0f}")
+        print(f"GPU rules' device: {gpu_device()}")
+
+        seconds = rule_seconds(folder)
+        print(f"\n{'rule':24s} {'total s':>9s} {'s/field':>9s}")
+        for group, rules in [("GPU", GPU_RULES), ("CPU", list(CPU_RULES)), ("not projected", SETUP_RULES)]:
+            print(f"-- {group}")
+            for rule in rules:
+                per_field = "-" if rule == "train_cellpose" else f"{seconds[rule] / fields:9.2f}"
+                print(f"{rule:24s} {seconds[rule]:9.1f} {per_field:>9s}")
+        print("(illumination_function: summed over channels; check_images: no benchmark file)")
+
+        gpu_min = sum(seconds[r] / fields for r in GPU_RULES) * BBBC021_FIELDS / args.gpus_resource / 60
+        cpu_min = sum(seconds[r] / fields * t for r, t in CPU_RULES.items()) * BBBC021_FIELDS / args.cores / 60
+        print(f"\nprojection for {BBBC021_FIELDS:,} fields (linear in fields, from this run):")
+        print(f"  GPU-bound ({' + '.join(GPU_RULES)}, gpu={args.gpus_resource}): {gpu_min:8.1f} min")
+        print(f"  CPU-bound ({', '.join(CPU_RULES)} over {args.cores} cores): {cpu_min:8.1f} min")
+        print(f"  projected wall time (the larger): {max(gpu_min, cpu_min):8.1f} min"
+              "  (goal: within 10 minutes on one H100-class GPU with 16 cores)")
+        print(f"  not included: simulate_plate {seconds['simulate_plate'] / fields:.2f} s/field (benchmark input only), "
+              f"train_cellpose {seconds['train_cellpose']:.0f} s (one-off)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Benchmark: each GPU stage's rule code path against its bare network, on whatever device is present.
+
+Simulated BBBC021-sized fields (1024x1280, about 150 nuclei) are written as corrected stacks, then,
+in one run, for each stage:
+  segmentation   - segmentation.segment_plate as the segment_plate rule runs it (stacks read ahead,
+                   the network on batches of fields, masks, label TIFFs and measurements in worker
+                   processes) against the bare Cellpose U-Net on the same tiles, preloaded on the device;
+  whole field    - features.extract_plate with whole-field embeddings only, against the bare network
+                   on the same fields preloaded on the device;
+  single cell    - features.extract_plate with single-cell embeddings only (crops at the nuclei the
+                   segmentation stage found), against the bare network on the same crops preloaded;
+  null network   - features.extract_plate with a network that only averages its input: the data path's
+                   own rate (reading, upload, conversion, normalization), also per core.
+Prints fields/s of both, their ratio, the GPU's utilization during the rule's run (NVML through
+torch, else nvidia-smi), and the goals. The Cellpose model is the small U-Net the workflow trains,
+trained here on the simulated nuclei unless --model names one.
+
+  python bench/stages.py [--fields 16] [--size 1024 1280] [--cells 7.5] [--threads N] [--model PATH]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from morphoprof import features, illumination, images, metadata, segmentation, simulate, workflow  # noqa: E402
+
+SETTINGS = {"diameter": 0, "flow_threshold": 0.4, "cellprob_threshold": 0.0, "batch_size": 8, "cells": {"diameter": 0}}
+
+
+class ChannelMeans(nn.Module):
+    """A null network: each image's mean per input channel, so only the data path is timed."""
+
+    def forward(self, x):
+        return x.mean((2, 3))
+
+
+class GpuUtilization:
+    """Mean GPU utilization (%) sampled every 0.2 s while in use, or None without a GPU or NVML."""
+
+    def __init__(self, device):
+        self.device, self.samples, self.running = device, [], False
+
+    def _sample(self):
+        if self.device.type != "cuda":
+            return None
+        try:
+            return float(torch.cuda.utilization(self.device))
+        except Exception:  # no pynvml: ask nvidia-smi
+            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                  f"--id={self.device.index or 0}"], capture_output=True, text=True)
+            return float(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+
+    def _loop(self):
+        while self.running:
+            value = self._sample()
+            if value is not None:
+                self.samples.append(value)
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self.running = True
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+    @property
+    def mean(self):
+        return float(np.mean(self.samples)) if self.samples else None
+
+
+def timed(device, run):
+    """(seconds, result, GPU utilization) of one call, the device synchronized around it."""
+    with GpuUtilization(device) as gpu:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return seconds, result, gpu.mean
+
+
+def write_fields(folder: Path, n: int, size, cells_per_field: float):
+    """Simulated fields as corrected stacks; returns their ids, raw nuclear images and true labels."""
+    params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=n, height=size[0], width=size[1],
+                                   cells_per_field=cells_per_field, blank_fraction=0, debris_fraction=0)
+    ids, nuclei, truth = [], [], []
+    for i, (_, raw, labels) in zip(range(n), simulate.simulate_plate(params, "SIM01")):
+        stack = np.stack([images.to_uint16(illumination.rescale(p, 100, 20000)) for p in raw.astype(np.float32)])
+        images.write_tiff(images.corrected_path(folder, f"f{i:03d}"), stack)
+        ids.append(f"f{i:03d}")
+        nuclei.append(raw[0])
+        truth.append(labels)
+    return ids, nuclei, truth
+
+
+def bare_cellpose(model, fields: int, shape, batch_size: int, device):
+    """The U-Net alone on the tiles the rule gives it (Cellpose's own tiling of a padded field),
+    preloaded on the device, ``batch_size`` tiles per pass."""
+    from cellpose import transforms
+
+    rescale = model.diam_mean / model.diam_labels
+    height, width = int(shape[0] * rescale), int(shape[1] * rescale)
+    pad = transforms.get_pad_yx(height, width)
+    padded = np.zeros((2, height + pad[0] + pad[1], width + pad[2] + pad[3]), np.float32)
+    tile = min(int(np.ceil(max(shape) * rescale / 16) * 16) + 16, segmentation.MAX_TILE.get(device.type, 512))
+    tiles = transforms.make_tiles(padded, bsize=tile, tile_overlap=0.1)[0]
+    per_field = tiles.shape[0] * tiles.shape[1]
+    batch = torch.zeros((batch_size, 2, *tiles.shape[-2:]), device=device)
+    model.net.eval()
+
+    def run():
+        with torch.inference_mode():
+            for _ in range(int(np.ceil(fields * per_field / batch_size))):
+                model.net(batch)
+
+    return run
+
+
+def preloaded_crops(fields: torch.Tensor, field_ids: list[str], centres: dict, size: int) -> torch.Tensor:
+    """The cell crops of a batch of fields on the device, cut once, for the bare network (which, as the
+    rule, embeds each batch's crops in passes of at most the device's cell batch size)."""
+    found = [np.asarray(centres.get(f, np.zeros((0, 2))), np.float64) for f in field_ids]
+    owners = torch.repeat_interleave(torch.arange(len(found)), torch.tensor([len(c) for c in found]))
+    return features.crop_cells(fields, owners.to(fields.device), torch.from_numpy(np.concatenate(found)).to(fields.device),
+                               size)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fields", type=int, default=16)
+    parser.add_argument("--size", type=int, nargs=2, default=(1024, 1280), metavar=("H", "W"))
+    parser.add_argument("--cells", type=float, default=7.5, help="simulate.cells_per_field (per 256x256 px)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="the rules' threads (cores)")
+    parser.add_argument("--model", help="a Cellpose model file; default: train the workflow's small U-Net here")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = workflow.pick_device()
+    channels = list(simulate.CHANNELS)
+    batch = features.default_batch_size(device)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ids, nuclei, truth = write_fields(tmp / "corrected", args.fields, args.size, args.cells)
+        model_path = args.model or segmentation.train(nuclei[:8], truth[:8], tmp / "model" / "cellpose.pth",
+                                                      n_epochs=args.epochs, device=device)
+        model = segmentation.load_model(str(model_path), device)
+
+        segmentation.segment_plate(tmp / "corrected", ids[:2], channels, tmp / "warm", model, SETTINGS, workers=1)
+        seconds, (counts, per_cell), gpu = timed(device, lambda: segmentation.segment_plate(
+            tmp / "corrected", ids, channels, tmp / "masks", model, SETTINGS, workers=args.threads))
+        bare = bare_cellpose(model, args.fields, args.size, SETTINGS["batch_size"], device)
+        bare()
+        rows.append(("segmentation", seconds, timed(device, bare)[0], gpu))
+        masks = [images.read_image(images.mask_path(tmp / "masks", i)) for i in ids]
+        ap = segmentation.average_precision(truth, masks)
+
+        backbone = features.load_backbone(args.backbone)
+        embedder = features.ImageEmbedder(backbone, device, precision="auto")
+        centres = {f: g[["Location_Center_Y", "Location_Center_X"]].to_numpy() for f, g in per_cell.groupby(metadata.FIELD)}
+        cells = features.CellSettings(embedder, centres)
+        stacks = [torch.from_numpy(images.read_corrected(tmp / "corrected", i)).to(device) for i in ids]
+        preloaded = [torch.stack(stacks[k:k + batch]) for k in range(0, len(stacks), batch)]
+
+        def rule(image_embedder=None, cell_settings=None, fields=ids):
+            return lambda: features.extract_plate(tmp / "corrected", fields, channels, image_embedder, cell_settings,
+                                                  batch, args.threads)
+
+        rule(embedder, cells, ids[:batch])()  # warm-up
+        seconds, _, gpu = timed(device, rule(embedder))
+        rows.append(("whole field", seconds, timed(device, lambda: [embedder.embed(b) for b in preloaded])[0], gpu))
+        seconds, _, gpu = timed(device, rule(cell_settings=cells))
+        crops = [preloaded_crops(b, ids[k * batch:(k + 1) * batch], centres, cells.crop_size)
+                 for k, b in enumerate(preloaded)]
+        step = features.default_cell_batch_size(device)
+        rows.append(("single cell", seconds,
+                     timed(device, lambda: [embedder.embed(c) for b in crops for c in torch.split(b, step)])[0], gpu))
+
+        null = features.ImageEmbedder(features.Backbone("null", ChannelMeans(), (0.5,) * 3, (0.5,) * 3), device)
+        null_seconds, _, _ = timed(device, rule(null))
+
+    n = args.fields
+    print(f"{n} fields of {args.size[0]}x{args.size[1]} x {len(channels)} channels, "
+          f"{pd.Series(counts['Cells_Count']).mean():.0f} nuclei per field (AP@0.5 {ap:.3f}), {args.threads} threads, "
+          f"{device}{' ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}, "
+          f"feature batch {batch} fields, autocast {embedder.dtype}")
+    print(f"{'stage':14s} {'rule fields/s':>14s} {'bare network':>13s} {'rule/bare':>10s} {'GPU busy':>9s}")
+    for stage, rule_seconds, bare_seconds, gpu in rows:
+        busy = f"{gpu:.0f} %" if gpu is not None else "n/a"
+        print(f"{stage:14s} {n / rule_seconds:14.2f} {n / bare_seconds:13.2f} {bare_seconds / rule_seconds:10.2f} "
+              f"{busy:>9s}")
+    whole, single = rows[1][1], rows[2][1]
+    print(f"null network (data path): {n / null_seconds:.1f} fields/s, {n / null_seconds / args.threads:.1f} per core "
+          "(goal >= 20 per core at 1024x1280)")
+    print(f"single-cell / whole-field time: {single / whole:.2f}x (goal on a GPU <= 1.5)")
+    print("goals on a GPU: whole-field rule/bare >= 0.8; segmentation >= 20 fields/s at 1024x1280 on 16 cores")
+
+
+if __name__ == "__main__":
+    main()

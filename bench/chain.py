@@ -60,24 +60,27 @@ def write_config(folder: Path, args) -> dict:
 
 
 def run_snakemake(folder: Path, plates: list[str], cores: int, gpus: int) -> float:
-    """Run the chain up to every plate's features and segmentation QC (not upstream of the features, but
-    part of every real run), logging to folder/snakemake.log; its wall seconds."""
+    """Run the chain up to every plate's features and segmentation QC (not upstream of the features,
+    but part of every real run), logging to folder/snakemake.log; its wall seconds."""
     targets = [f"results/{kind}/{plate}.parquet" for plate in plates for kind in ("features", "qc/segmentation")]
-    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--directory", str(folder),
-               "--cores", str(cores), "--resources", f"gpu={gpus}"]  # targets first: --resources takes several values
+    # targets first: --resources takes several values
+    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"),
+               "--directory", str(folder), "--cores", str(cores), "--resources", f"gpu={gpus}"]
+    log = folder / "snakemake.log"
     start = time.perf_counter()
-    with open(folder / "snakemake.log", "w") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    with open(log, "w") as stream:
+        result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        lines = (folder / "snakemake.log").read_text().splitlines()
-        sys.exit("\n".join(lines[-60:]) + f"\nsnakemake failed (exit {result.returncode}); log: {folder / 'snakemake.log'}")
+        tail = "\n".join(log.read_text().splitlines()[-60:])
+        sys.exit(f"{tail}\nsnakemake failed (exit {result.returncode}); log: {log}")
     return time.perf_counter() - start
 
 
 def rule_seconds(folder: Path) -> pd.Series:
     """Wall seconds per rule, summed over its benchmark files (plates, and channels where it has them)."""
-    rows = [(tsv.parent.name if tsv.parent.name != "benchmarks" else tsv.stem, pd.read_csv(tsv, sep="\t")["s"].sum())
-            for tsv in sorted((folder / "benchmarks").rglob("*.tsv"))]
+    benchmarks = folder / "benchmarks"
+    rows = [(tsv.stem if tsv.parent == benchmarks else tsv.parent.name, pd.read_csv(tsv, sep="\t")["s"].sum())
+            for tsv in benchmarks.rglob("*.tsv")]
     return pd.DataFrame(rows, columns=["rule", "s"]).groupby("rule")["s"].sum()
 
 
@@ -86,6 +89,30 @@ def gpu_device() -> str:
     import torch
 
     return f"CUDA: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
+
+
+def print_rules(seconds: pd.Series, fields: int) -> None:
+    """Per-rule total seconds over plates (and channels) and seconds per field."""
+    print(f"\n{'rule':24s} {'total s':>9s} {'s/field':>9s}")
+    for group, rules in [("GPU", GPU_RULES), ("CPU", list(CPU_RULES)), ("not projected", SETUP_RULES)]:
+        print(f"-- {group}")
+        for rule in rules:
+            per_field = "-" if rule == "train_cellpose" else f"{seconds[rule] / fields:.2f}"
+            print(f"{rule:24s} {seconds[rule]:9.1f} {per_field:>9s}")
+    print("(illumination_function: summed over channels; check_images: no benchmark file)")
+
+
+def print_projection(seconds: pd.Series, fields: int, cores: int, gpus: int) -> None:
+    """GPU-bound, CPU-bound and wall minutes for BBBC021's fields, scaled linearly from this run."""
+    gpu_min = sum(seconds[r] / fields for r in GPU_RULES) * BBBC021_FIELDS / gpus / 60
+    cpu_min = sum(seconds[r] / fields * threads for r, threads in CPU_RULES.items()) * BBBC021_FIELDS / cores / 60
+    print(f"\nprojection for {BBBC021_FIELDS:,} fields (linear in fields, from this run):")
+    print(f"  GPU-bound  {gpu_min:7.1f} min  {' + '.join(GPU_RULES)}, one job per GPU slot (gpu={gpus})")
+    print(f"  CPU-bound  {cpu_min:7.1f} min  {' + '.join(CPU_RULES)} over {cores} cores")
+    print(f"  wall time  {max(gpu_min, cpu_min):7.1f} min  the larger of the two "
+          "(goal: within 10 minutes on one H100-class GPU with 16 cores)")
+    print(f"  not included: simulate_plate {seconds['simulate_plate'] / fields:.2f} s/field (benchmark input only), "
+          f"train_cellpose {seconds['train_cellpose']:.0f} s (one-off)")
 
 
 def main():
@@ -103,38 +130,20 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
         screen = write_config(folder, args)
-        layout = simulate.screen_layout(simulate.ScreenParams.from_config(screen))
-        per_plate = layout.groupby("plate").size()
-        fields = len(layout)
-        print(f"screen: {len(per_plate)} plates, fields per plate {', '.join(map(str, per_plate))} "
-              f"({fields} fields), {args.size[0]}x{args.size[1]} px, 3 channels, "
+        per_plate = simulate.screen_layout(simulate.ScreenParams.from_config(screen)).groupby("plate").size()
+        fields = int(per_plate.sum())
+        print(f"screen: {len(per_plate)} plates, fields per plate {', '.join(map(str, per_plate))} ({fields} fields), "
+              f"{args.size[0]}x{args.size[1]} px x 3 channels, "
               f"~{args.cells * args.size[0] * args.size[1] / 256 ** 2:.0f} nuclei requested per field")
-        print(f"running snakemake --cores {args.cores} --resources gpu={args.gpus_resource} in {folder} ...", flush=True)
+        print(f"running snakemake --cores {args.cores} --resources gpu={args.gpus_resource} in {folder}", flush=True)
         wall = run_snakemake(folder, list(per_plate.index), args.cores, args.gpus_resource)
         counts = pd.concat(pd.read_parquet(folder / f"results/segmentation/{plate}.parquet", columns=["Cells_Count"])
                            for plate in per_plate.index)["Cells_Count"]
         print(f"chain wall time {wall:.0f} s; mean nuclei segmented per field {counts.mean():.0f}")
         print(f"GPU rules' device: {gpu_device()}")
-
         seconds = rule_seconds(folder)
-        print(f"\n{'rule':24s} {'total s':>9s} {'s/field':>9s}")
-        for group, rules in [("GPU", GPU_RULES), ("CPU", list(CPU_RULES)), ("not projected", SETUP_RULES)]:
-            print(f"-- {group}")
-            for rule in rules:
-                per_field = "-" if rule == "train_cellpose" else f"{seconds[rule] / fields:9.2f}"
-                print(f"{rule:24s} {seconds[rule]:9.1f} {per_field:>9s}")
-        print("(illumination_function: summed over channels; check_images: no benchmark file)")
-
-        gpu_min = sum(seconds[r] / fields for r in GPU_RULES) * BBBC021_FIELDS / args.gpus_resource / 60
-        cpu_min = sum(seconds[r] / fields * t for r, t in CPU_RULES.items()) * BBBC021_FIELDS / args.cores / 60
-        print(f"\nprojection for {BBBC021_FIELDS:,} fields (linear in fields, from this run):")
-        print(f"  GPU-bound ({' + '.join(GPU_RULES)}, gpu={args.gpus_resource}): {gpu_min:8.1f} min")
-        print(f"  CPU-bound ({', '.join(CPU_RULES)} over {args.cores} cores): {cpu_min:8.1f} min")
-        print(f"  projected wall time (the larger): {max(gpu_min, cpu_min):8.1f} min"
-              "  (goal: within 10 minutes on one H100-class GPU with 16 cores)")
-        print(f"  not included: simulate_plate {seconds['simulate_plate'] / fields:.2f} s/field (benchmark input only), "
-              f"train_cellpose {seconds['train_cellpose']:.0f} s (one-off)")
-
+        print_rules(seconds, fields)
+        print_projection(seconds, fields, args.cores, args.gpus_resource)
 
 if __name__ == "__main__":
     main()

@@ -128,7 +128,8 @@ class ImageEmbedder:
         x = images.reshape(n * c, 1, h, w)
         if self.scale != 1.0:
             x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", antialias=True)
-        x = ((x.expand(-1, 3, -1, -1) - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        normalized = torch.empty((n * c, 3, *x.shape[-2:]), device=x.device, memory_format=torch.channels_last)
+        x = torch.sub(x, self.mean, out=normalized).div_(self.std)  # grey to RGB, written once, channels last
         autocast = torch.autocast(self.device.type, self.dtype) if self.dtype else contextlib.nullcontext()
         with autocast:
             embedded = self.net(x)
@@ -210,8 +211,11 @@ class CellSettings:
         counts = [len(c) for c in per_field]
         device = fields.device
         owners = torch.repeat_interleave(torch.arange(len(field_ids)), torch.tensor(counts, dtype=torch.long))
-        centres = torch.from_numpy(np.concatenate(per_field)).to(device)
-        crops = crop_cells(fields, owners.to(device), centres, self.crop_size)
+        centres = torch.from_numpy(np.concatenate(per_field))
+        if device.type == "cuda":  # page-locked, so that the copies do not wait for the GPU's queue
+            owners, centres = owners.pin_memory(), centres.pin_memory()
+        crops = crop_cells(fields, owners.to(device, non_blocking=True), centres.to(device, non_blocking=True),
+                           self.crop_size)
         step = self.batch_size or default_cell_batch_size(device)
         if len(crops):
             embedded = torch.cat([self.embedder.embed(chunk) for chunk in torch.split(crops, step)])
@@ -241,7 +245,7 @@ def extract_plate(folder, field_ids: list[str], channels: list[str], image_embed
     baseline, whole, single = [], [], []
     with torch.inference_mode():
         for ids, batch in images.corrected_batches(folder, field_ids, batch_size, workers, allocate):
-            stacks = batch.to(device, non_blocking=True).to(torch.float32) / 65535
+            stacks = batch.to(device, non_blocking=True).to(torch.float32).div_(65535)
             baseline.append(stacks.mean((2, 3)))
             if image_embedder is not None:
                 whole.append(image_embedder.embed(stacks))

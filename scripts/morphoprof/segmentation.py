@@ -296,13 +296,13 @@ def segment_plate(folder, field_ids: list[str], channels: list[str], masks_folde
 
     with _mask_pool(workers) as pool:
         for ids, batch in images.corrected_batches(folder, field_ids, settings["batch_size"], workers):
-            stacks = images.from_uint16(batch)
-            nuclei = network_flows(nuclei_model, stacks[:, 0], settings["diameter"] or None, settings["batch_size"],
-                                   bounds[0])
+            nuclei = network_flows(nuclei_model, images.from_uint16(batch[:, 0]), settings["diameter"] or None,
+                                   settings["batch_size"], bounds[0])
             cells = None
             if cell_model is not None:
-                cells = network_flows(cell_model, stacks[:, [cytoplasm_index, 0]], settings["cells"]["diameter"] or None,
-                                      settings["batch_size"], [bounds[cytoplasm_index], bounds[0]])
+                cells = network_flows(cell_model, images.from_uint16(batch[:, [cytoplasm_index, 0]]),
+                                      settings["cells"]["diameter"] or None, settings["batch_size"],
+                                      [bounds[cytoplasm_index], bounds[0]])
             for k, field_id in enumerate(ids):
                 pending.append((field_id, pool.submit(
                     _field_masks, field_id, batch[k], channels, masks_folder, nuclei.field(k),

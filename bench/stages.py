@@ -12,7 +12,8 @@ in one run, for each stage:
   null network   - features.extract_plate with a network that only averages its input: the data path's
                    own rate (reading, upload, conversion, normalization), also per core.
 Prints fields/s of both, their ratio, the GPU's utilization during the rule's run (NVML through
-torch, else nvidia-smi), and the goals. The Cellpose model is the small U-Net the workflow trains,
+torch, else nvidia-smi), the rate of mask computation per core (the rule spreads it over its
+workers), and the goals. The Cellpose model is the small U-Net the workflow trains,
 trained here on the simulated nuclei unless --model names one.
 
   python bench/stages.py [--fields 16] [--size 1024 1280] [--cells 7.5] [--threads N] [--model PATH]
@@ -173,6 +174,12 @@ def main():
         rows.append(("segmentation", seconds, timed(device, bare)[0], gpu))
         masks = [images.read_image(images.mask_path(tmp / "masks", i)) for i in ids]
         ap = segmentation.average_precision(truth, masks)
+        shown = np.stack([images.read_corrected(tmp / "corrected", i)[0] for i in ids[:4]])
+        flows = segmentation.network_flows(model, shown, batch_size=SETTINGS["batch_size"],
+                                           lowhigh=segmentation.intensity_bounds(tmp / "corrected", ids)[0])
+        torch.set_num_threads(1)
+        mask_seconds = timed(device, lambda: segmentation.masks_from_flows(flows))[0] / len(shown)
+        torch.set_num_threads(args.threads)
 
         backbone = features.load_backbone(args.backbone)
         embedder = features.ImageEmbedder(backbone, device, precision="auto")
@@ -209,6 +216,8 @@ def main():
         print(f"{stage:14s} {n / rule_seconds:14.2f} {n / bare_seconds:13.2f} {bare_seconds / rule_seconds:10.2f} "
               f"{busy:>9s}")
     whole, single = rows[1][1], rows[2][1]
+    print(f"masks (Cellpose's dynamics and clean-up, one process): {1 / mask_seconds:.1f} fields/s per core, "
+          f"{args.threads / mask_seconds:.1f} with the {args.threads} workers, {16 / mask_seconds:.1f} with 16")
     print(f"null network (data path): {n / null_seconds:.1f} fields/s, {n / null_seconds / args.threads:.1f} per core "
           "(goal >= 20 per core at 1024x1280)")
     print(f"single-cell / whole-field time: {single / whole:.2f}x (goal on a GPU <= 1.5)")

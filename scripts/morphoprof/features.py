@@ -239,13 +239,13 @@ def extract_plate(folder, field_ids: list[str], channels: list[str], image_embed
     device = embedder.device if embedder is not None else torch.device("cpu")
     pinned = device.type == "cuda"
 
-    def allocate(shape, dtype):
+    def allocate(shape):
         return torch.empty(shape, dtype=torch.uint16, pin_memory=pinned)
 
     baseline, whole, single = [], [], []
     with torch.inference_mode():
         for ids, batch in images.corrected_batches(folder, field_ids, batch_size, workers, allocate):
-            stacks = batch.to(device, non_blocking=True).to(torch.float32).div_(65535)
+            stacks = batch.to(device, non_blocking=True).to(torch.float32).div_(images.UINT16_MAX)
             baseline.append(stacks.mean((2, 3)))
             if image_embedder is not None:
                 whole.append(image_embedder.embed(stacks))

@@ -6,6 +6,7 @@ Corrected fields are kept as (channels, H, W) uint16 stacks holding intensities 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -120,14 +121,17 @@ def stack_shape(path: str | Path) -> tuple[int, int, int]:
     return shape
 
 
+UINT16_MAX = 65535  # corrected intensities in [0, 1] are kept as uint16 0..UINT16_MAX
+
+
 def to_uint16(image01: np.ndarray) -> np.ndarray:
     """Intensities in [0, 1] as the uint16 of a corrected stack."""
-    return np.round(image01 * 65535).astype(np.uint16)
+    return np.round(image01 * UINT16_MAX).astype(np.uint16)
 
 
 def from_uint16(image: np.ndarray) -> np.ndarray:
     """A corrected stack's uint16 back to float32 intensities in [0, 1]."""
-    return image.astype(np.float32) / 65535
+    return image.astype(np.float32) / UINT16_MAX
 
 
 def read_corrected(folder: str | Path, field_id: str) -> np.ndarray:
@@ -136,11 +140,12 @@ def read_corrected(folder: str | Path, field_id: str) -> np.ndarray:
 
 
 def corrected_batches(folder: str | Path, field_ids: list[str], batch_size: int, workers: int = 2,
-                      allocate: Callable = np.empty, ahead: int = 2) -> Iterator[tuple[list[str], object]]:
+                      allocate: Callable = functools.partial(np.empty, dtype=np.uint16),
+                      ahead: int = 2) -> Iterator[tuple[list[str], object]]:
     """Yield ``(ids, batch)`` for a plate's corrected stacks, ``batch_size`` fields at a time.
 
     ``workers`` threads decode each stack straight into its slot of a (fields, channels, H, W)
-    uint16 batch made by ``allocate(shape, dtype)`` (a page-locked torch tensor, say, for
+    uint16 batch made by ``allocate(shape)`` (a page-locked torch tensor, say, for
     asynchronous copies to a GPU), while ``ahead`` batches are read ahead of the one in use.
     """
     if not field_ids:
@@ -150,7 +155,7 @@ def corrected_batches(folder: str | Path, field_ids: list[str], batch_size: int,
 
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
         def submit(ids):
-            batch = allocate((len(ids), *shape), np.uint16)
+            batch = allocate((len(ids), *shape))
             slots = np.asarray(batch)
             return ids, batch, [pool.submit(read_stack, corrected_path(folder, f), slots[k]) for k, f in enumerate(ids)]
 

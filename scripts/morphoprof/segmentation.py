@@ -189,6 +189,11 @@ def network_flows(model, images: np.ndarray, diameter: float | None = None, batc
     return Flows(dP, cellprob, 200 / rescale)
 
 
+def compact_labels(labels: np.ndarray) -> np.ndarray:
+    """A label image as uint16, or uint32 where it holds 65,535 objects or more."""
+    return labels.astype(np.uint16 if labels.max() < 65535 else np.uint32)
+
+
 def masks_from_flows(flows: Flows, flow_threshold: float = 0.4, cellprob_threshold: float = 0.0) -> list[np.ndarray]:
     """Label images (uint16, or uint32 past 65,535 objects) from the network's flows: Cellpose's own
     dynamics, flow-error check and clean-up, on the CPU, one field after another."""
@@ -201,7 +206,7 @@ def masks_from_flows(flows: Flows, flow_threshold: float = 0.4, cellprob_thresho
                                                  cellprob_threshold=cellprob_threshold, flow_threshold=flow_threshold,
                                                  interp=True, resize=None, min_size=15, max_size_fraction=0.4,
                                                  device=torch.device("cpu"))
-        labels.append(mask.astype(np.uint16 if mask.max() < 65535 else np.uint32))
+        labels.append(compact_labels(mask))
     return labels
 
 
@@ -230,7 +235,7 @@ def watershed_baseline(image: np.ndarray, diameter: float = 16.0, smoothing: flo
     markers = np.zeros(image.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     labels = sk_segmentation.watershed(-distance, markers, mask=foreground)
-    return labels.astype(np.uint16 if labels.max() < 65535 else np.uint32)
+    return compact_labels(labels)
 
 
 def measure_objects(nuclei: np.ndarray, stack: np.ndarray, channels: list[str],

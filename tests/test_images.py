@@ -57,3 +57,28 @@ def test_plate_check_reads_headers_and_names_the_odd_image(tmp_path):
     (tmp_path / "1.tif").write_bytes(b"garbage")
     with pytest.raises(InputError, match=r"1\.tif: not a readable TIFF"):
         images.check_plate_images(pd.DataFrame(rows), ["a"])
+
+
+def test_corrected_batches_read_every_field_in_order_into_the_given_buffers(tmp_path):
+    stacks = {f"F{i}": images.to_uint16(np.full((2, 6, 5), i / 10)) for i in range(7)}
+    for field_id, stack in stacks.items():
+        images.write_tiff(images.corrected_path(tmp_path, field_id), stack)
+    made = []
+
+    def allocate(shape):
+        made.append(np.zeros(shape, np.uint16))
+        return made[-1]
+
+    batches = list(images.corrected_batches(tmp_path, list(stacks), batch_size=3, workers=2, allocate=allocate))
+    assert [ids for ids, _ in batches] == [["F0", "F1", "F2"], ["F3", "F4", "F5"], ["F6"]]
+    assert all(batch is buffer for (_, batch), buffer in zip(batches, made))
+    for ids, batch in batches:
+        assert all(np.array_equal(batch[k], stacks[f]) for k, f in enumerate(ids))
+    assert np.allclose(images.read_corrected(tmp_path, "F3"), 0.3, atol=1e-4)
+
+
+def test_a_stack_of_another_shape_is_named(tmp_path):
+    images.write_tiff(images.corrected_path(tmp_path, "F0"), np.zeros((2, 6, 5), np.uint16))
+    images.write_tiff(images.corrected_path(tmp_path, "F1"), np.zeros((2, 6, 6), np.uint16))
+    with pytest.raises(InputError, match=r"F1\.tif: not a readable TIFF stack"):
+        list(images.corrected_batches(tmp_path, ["F0", "F1"], batch_size=2))

@@ -96,17 +96,21 @@ def load_backbone(name: str, weights_dir: str | Path = "resources/weights") -> B
     return backbone
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a ``features.precision`` setting: ``auto`` is bfloat16 on CUDA and
-    float32 (no autocast) elsewhere, where bfloat16 kernels are slow."""
+    """The autocast dtype of a ``features.precision`` setting (None: float32, no autocast).
+
+    ``auto`` is float16 on CUDA, where it runs at bfloat16's speed with 8 times its precision
+    (EfficientNet-Lite0's embeddings within cosine 0.9999 of float32's, against 0.993 for
+    bfloat16, which moved NSC on the simulated screen), and float32 elsewhere, where
+    half-precision kernels are slow."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
     if precision not in PRECISIONS:
-        raise ValueError(f"config features.precision: {precision!r} is not one of {list(PRECISIONS)}")
-    if precision == "bfloat16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
+        raise ValueError(f"config features.precision: {precision!r} is not one of {['auto', *PRECISIONS]}")
+    return PRECISIONS[precision]
 
 
 class ImageEmbedder:

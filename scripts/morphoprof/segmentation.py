@@ -176,7 +176,7 @@ def network_flows(model, images: np.ndarray, diameter: float | None = None, batc
     stack = np.asarray(images, np.float32)
     two_channel = stack.ndim == 4
     diameter = diameter or float(model.diam_labels)
-    rescale = float(model.diam_mean) / diameter
+    rescale = model.diam_mean / diameter  # as eval computes it (float32 for built-in models)
     max_tile = max_tile or MAX_TILE.get(model.device.type, MAX_TILE["cpu"])
     tile = min(int(np.ceil(max(stack.shape[-2:]) * rescale / 16) * 16) + 16, max_tile)  # Cellpose pads 8 px a side
     x = transforms.convert_image(np.moveaxis(stack, 1, -1) if two_channel else stack,
@@ -186,7 +186,7 @@ def network_flows(model, images: np.ndarray, diameter: float | None = None, batc
     x = transforms.normalize_img(np.asarray(x), **normalize)
     dP, cellprob, _ = model._run_net(x, rescale=rescale, augment=False, batch_size=batch_size, tile_overlap=0.1,
                                      bsize=tile, resample=True, do_3D=False)
-    return Flows(dP, cellprob, 200 / rescale)
+    return Flows(dP, cellprob, 1 / rescale * 200)
 
 
 def compact_labels(labels: np.ndarray) -> np.ndarray:
@@ -357,6 +357,9 @@ def _mask_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _one_thread():
+    import warnings
+
     import torch
 
     torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message="Sparse invariant checks")  # Cellpose's, once per worker

@@ -1,6 +1,6 @@
 """Benchmark: the whole chain, simulated plates to CNN features, through Snakemake.
 
-Builds a BBBC021-shaped simulated screen (by default 2 plates of 30 wells x 2 sites at 1024x1280,
+Builds a BBBC021-shaped simulated screen (by default 2 plates of 30 wells x 1 site at 1024x1280,
 about 150 nuclei per field), runs Snakemake up to results/features/<plate>.parquet and
 results/qc/segmentation/<plate>.parquet for every plate (simulate -> check_images -> qc ->
 illumination -> correct -> train_cellpose -> segment -> features and segmentation QC),
@@ -22,12 +22,15 @@ Projection assumptions (a rough estimate, not a measurement):
   - the times are this machine's: without a GPU the GPU rules ran on the CPU, so the projection is
     then for this machine, not for an H100. Other load on the machine makes them noisy.
 
-  python bench/chain.py [--plates 2] [--sites 2] [--size 1024 1280] [--cells 7.5] [--control-wells 6]
-                        [--cores N] [--gpus-resource 1] [--keep DIR]
+The default run (60 fields) took about 8 minutes on 2 idle CPU cores; --sites 2 doubles the fields.
+
+  python bench/chain.py [--plates 2] [--sites 1] [--size 1024 1280] [--cells 7.5] [--control-wells 6]
+                        [--cores N] [--gpus-resource 1] [--keep DIR] [--snakemake-args "--scheduler greedy"]
 """
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -59,13 +62,13 @@ def write_config(folder: Path, args) -> dict:
     return config["simulate"]
 
 
-def run_snakemake(folder: Path, plates: list[str], cores: int, gpus: int) -> float:
+def run_snakemake(folder: Path, plates: list[str], cores: int, gpus: int, extra: list[str]) -> float:
     """Run the chain up to every plate's features and segmentation QC (not upstream of the features,
     but part of every real run), logging to folder/snakemake.log; its wall seconds."""
     targets = [f"results/{kind}/{plate}.parquet" for plate in plates for kind in ("features", "qc/segmentation")]
     # targets first: --resources takes several values
     command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"),
-               "--directory", str(folder), "--cores", str(cores), "--resources", f"gpu={gpus}"]
+               "--directory", str(folder), "--cores", str(cores), *extra, "--resources", f"gpu={gpus}"]
     log = folder / "snakemake.log"
     start = time.perf_counter()
     with open(log, "w") as stream:
@@ -118,7 +121,7 @@ def print_projection(seconds: pd.Series, fields: int, cores: int, gpus: int) -> 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plates", type=int, default=2)
-    parser.add_argument("--sites", type=int, default=2, help="fields per well (BBBC021: 4)")
+    parser.add_argument("--sites", type=int, default=1, help="fields per well (BBBC021: 4)")
     parser.add_argument("--size", type=int, nargs=2, default=(1024, 1280), metavar=("H", "W"))
     parser.add_argument("--cells", type=float, default=7.5,
                         help="simulate.cells_per_field: nuclei per 256x256 px area (7.5: ~150 per 1024x1280 field)")
@@ -126,6 +129,7 @@ def main():
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--gpus-resource", type=int, default=1, metavar="K", help="snakemake --resources gpu=K")
     parser.add_argument("--keep", help="build the screen in this (new) folder and keep it")
+    parser.add_argument("--snakemake-args", default="", help='more snakemake options, e.g. "--scheduler greedy"')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
@@ -136,7 +140,8 @@ def main():
               f"{args.size[0]}x{args.size[1]} px x 3 channels, "
               f"~{args.cells * args.size[0] * args.size[1] / 256 ** 2:.0f} nuclei requested per field")
         print(f"running snakemake --cores {args.cores} --resources gpu={args.gpus_resource} in {folder}", flush=True)
-        wall = run_snakemake(folder, list(per_plate.index), args.cores, args.gpus_resource)
+        wall = run_snakemake(folder, list(per_plate.index), args.cores, args.gpus_resource,
+                             shlex.split(args.snakemake_args))
         counts = pd.concat(pd.read_parquet(folder / f"results/segmentation/{plate}.parquet", columns=["Cells_Count"])
                            for plate in per_plate.index)["Cells_Count"]
         print(f"chain wall time {wall:.0f} s; mean nuclei segmented per field {counts.mean():.0f}")
@@ -144,6 +149,7 @@ def main():
         seconds = rule_seconds(folder)
         print_rules(seconds, fields)
         print_projection(seconds, fields, args.cores, args.gpus_resource)
+
 
 if __name__ == "__main__":
     main()

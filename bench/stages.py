@@ -99,17 +99,23 @@ def timed(device, run):
 
 
 def write_fields(folder: Path, n: int, size, cells_per_field: float):
-    """Simulated fields as corrected stacks; returns their ids, raw nuclear images and true labels."""
+    """Simulated fields as corrected stacks; returns their ids and true nuclei labels."""
     params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=n, height=size[0], width=size[1],
                                    cells_per_field=cells_per_field, blank_fraction=0, debris_fraction=0)
-    ids, nuclei, truth = [], [], []
+    ids, truth = [], []
     for i, (_, raw, labels) in zip(range(n), simulate.simulate_plate(params, "SIM01")):
         stack = np.stack([images.to_uint16(illumination.rescale(p, 100, 20000)) for p in raw.astype(np.float32)])
         images.write_tiff(images.corrected_path(folder, f"f{i:03d}"), stack)
         ids.append(f"f{i:03d}")
-        nuclei.append(raw[0])
         truth.append(labels)
-    return ids, nuclei, truth
+    return ids, truth
+
+
+def train_model(path: Path, epochs: int, device) -> Path:
+    """The small U-Net the workflow trains by default: 12 simulated 256x256 fields of the same nuclei."""
+    params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=12, blank_fraction=0, debris_fraction=0, seed=1)
+    fields = [(raw[0], labels) for _, (_, raw, labels) in zip(range(12), simulate.simulate_plate(params, "SIM01"))]
+    return segmentation.train(*zip(*fields), path, n_epochs=epochs, device=device)
 
 
 def bare_cellpose(model, fields: int, shape, batch_size: int, device):
@@ -161,9 +167,8 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ids, nuclei, truth = write_fields(tmp / "corrected", args.fields, args.size, args.cells)
-        model_path = args.model or segmentation.train(nuclei[:8], truth[:8], tmp / "model" / "cellpose.pth",
-                                                      n_epochs=args.epochs, device=device)
+        ids, truth = write_fields(tmp / "corrected", args.fields, args.size, args.cells)
+        model_path = args.model or train_model(tmp / "model" / "cellpose.pth", args.epochs, device)
         model = segmentation.load_model(str(model_path), device)
 
         segmentation.segment_plate(tmp / "corrected", ids[:2], channels, tmp / "warm", model, SETTINGS, workers=1)

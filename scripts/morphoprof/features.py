@@ -132,12 +132,18 @@ class ImageEmbedder:
         x = images.reshape(n * c, 1, h, w)
         if self.scale != 1.0:
             x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", antialias=True)
-        normalized = torch.empty((n * c, 3, *x.shape[-2:]), device=x.device, memory_format=torch.channels_last)
-        x = torch.sub(x, self.mean, out=normalized).div_(self.std)  # grey to RGB, written once, channels last
+        x = torch.sub(x, self.mean, out=self._input_buffer((n * c, 3, *x.shape[-2:]))).div_(self.std)
         autocast = torch.autocast(self.device.type, self.dtype) if self.dtype else contextlib.nullcontext()
         with autocast:
             embedded = self.net(x)
         return embedded.float().reshape(n, c * embedded.shape[-1])
+
+    def _input_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The network's channels-last RGB input, written once per batch and kept for the next batch
+        of the same shape: a fresh one costs a CPU as much again in page faults."""
+        if getattr(self, "_buffer", None) is None or self._buffer.shape != shape:
+            self._buffer = torch.empty(shape, device=self.device, memory_format=torch.channels_last)
+        return self._buffer
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Embeddings of a float32 numpy batch, as numpy."""

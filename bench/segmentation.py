@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    workflow.reuse_freed_memory()  # as every rule job does
     device = workflow.pick_device()
     channels = list(simulate.CHANNELS)
     params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=args.fields, height=args.size[0],

@@ -161,6 +161,7 @@ def main():
     parser.add_argument("--backbone", default="efficientnet_lite0")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    workflow.reuse_freed_memory()  # as every rule job does
     device = workflow.pick_device()
     channels = list(simulate.CHANNELS)
     batch = features.default_batch_size(device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import sys
@@ -62,4 +63,23 @@ def start_job(snakemake) -> logging.Logger:
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is imported later
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+    reuse_freed_memory()
     return logging.getLogger(f"morphoprof.{snakemake.rule}")
+
+
+def reuse_freed_memory() -> None:
+    """Keep freed memory in this process for reuse (glibc's malloc; elsewhere a no-op).
+
+    glibc serves every block over 32 MB with its own mmap and returns it to the kernel when freed,
+    so torch on a CPU page-faults a large image's activations afresh on every forward pass.
+    Allocating from the heap only and never trimming it ran EfficientNet-Lite0 on 1024x1280 fields
+    4.5 times faster here (sys time 11.3 s to 0.8 s), for a peak memory 25 % higher, kept until the
+    job ends.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_max = -1, -4
+    libc.mallopt(m_trim_threshold, -1)
+    libc.mallopt(m_mmap_max, 0)

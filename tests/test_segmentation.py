@@ -128,3 +128,9 @@ def test_cellposes_per_call_chatter_stays_out_of_the_log(caplog):
         segmentation.segment(model, [raw[0].astype(np.float32) for raw, _ in fields], batch_size=2)
     chatter = [r.getMessage() for r in caplog.records if r.name.startswith("cellpose")]
     assert not [m for m in chatter if "no model weights" in m or "planes" in m or "it/s" in m], chatter
+
+
+def test_training_shows_its_epochs_on_the_terminal(tmp_path, capfd):
+    fields = _simulated_fields(2)
+    segmentation.train([raw[0] for raw, _ in fields], [labels for _, labels in fields], tmp_path / "m.pth", n_epochs=1)
+    assert "train_cellpose: epoch 0, train_loss=" in capfd.readouterr().err

@@ -11,10 +11,12 @@ distance-transform watershed) is here to measure the models against.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
 import pickle
+import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -121,16 +123,35 @@ def train(images: list[np.ndarray], masks: list[np.ndarray], out_path: str | Pat
     model = new_model(nbase, diam_mean=diam, device=device)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    saved = cp_train.train_seg(model.net, train_data=[im.astype(np.float32) for im in images],
-                               train_labels=list(masks), channels=[0, 0], normalize=True,
-                               n_epochs=n_epochs, learning_rate=learning_rate, weight_decay=1e-4,
-                               SGD=True, batch_size=8, min_train_masks=1, save_path=str(out_path.parent),
-                               model_name=out_path.name, bsize=128)
+    with _epochs_on_terminal():
+        saved = cp_train.train_seg(model.net, train_data=[im.astype(np.float32) for im in images],
+                                   train_labels=list(masks), channels=[0, 0], normalize=True,
+                                   n_epochs=n_epochs, learning_rate=learning_rate, weight_decay=1e-4,
+                                   SGD=True, batch_size=8, min_train_masks=1, save_path=str(out_path.parent),
+                                   model_name=out_path.name, bsize=128)
     saved_path = Path(saved[0] if isinstance(saved, tuple) else saved)
     if saved_path != out_path:
         saved_path.replace(out_path)
     sidecar(out_path).write_text(json.dumps({"nbase": list(nbase), "diam_mean": diam}))
     return out_path
+
+
+@contextlib.contextmanager
+def _epochs_on_terminal():
+    """Cellpose's epoch and loss lines on stderr too, not only in the job's log: training is the
+    longest job of a default run and would otherwise be silent."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("train_cellpose: epoch %(message)s"))
+    handler.addFilter(lambda record: "train_loss" in record.getMessage())
+    trainer = logging.getLogger("cellpose.train")
+    level = trainer.level
+    trainer.addHandler(handler)
+    trainer.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        trainer.removeHandler(handler)
+        trainer.setLevel(level)
 
 
 def training_pairs(folder: str | Path, channel: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -1,4 +1,5 @@
 import functools
+import re
 import sys
 from pathlib import Path
 
@@ -35,8 +36,8 @@ if CELLS["model"] and CELLS["channel"] not in CHANNELS:
 
 
 wildcard_constraints:
-    plate="|".join(PLATES),
-    channel="|".join(CHANNELS),
+    plate="|".join(map(re.escape, PLATES)),
+    channel="|".join(map(re.escape, CHANNELS)),
 
 
 @functools.cache

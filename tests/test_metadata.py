@@ -40,7 +40,8 @@ def test_concentrations_written_differently_join_as_one():
 
 def _write_table(tmp_path, rows, name="images.csv"):
     path = tmp_path / name
-    pd.DataFrame(rows).to_csv(path, index=False)
+    table = pd.DataFrame(rows[0]) if isinstance(rows[0][next(iter(rows[0]))], list) else pd.DataFrame(rows)
+    table.to_parquet(path, index=False) if name.endswith(".parquet") else table.to_csv(path, index=False)
     return path
 
 
@@ -65,6 +66,10 @@ def test_generic_table_reads_paths_relative_to_the_table(tmp_path):
     ([_row(1), _row(1)], CHANNELS, r"duplicate site P1/B02/site 1 \(lines \[2, 3\]\)"),
     ([_row(1), _row(2, concentration="lots")], CHANNELS, r"line 3, column 'concentration': 'lots'"),
     ([_row(site="x")], CHANNELS, r"line 2, column 'site'"),
+    ([_row(1), _row(2), _row("1.5", well="B03")], CHANNELS, r"line 4, column 'site': '1.5' is not a whole number"),
+    ([_row(1), _row(1, well="B2")], CHANNELS, r"duplicate site P1/B02/site 1"),
+    ([_row(1), _row(1, plate="P/2")], CHANNELS, r"line 3: plate 'P/2' cannot name a folder"),
+    ([{k: [] for k in _row()}], CHANNELS, r"header but no rows"),
 ])
 def test_generic_table_errors_name_the_file_and_the_fault(tmp_path, rows, channels, message):
     path = _write_table(tmp_path, rows)
@@ -81,6 +86,26 @@ def test_a_compound_without_moa_is_named(tmp_path):
         md.attach_moa(fields, moa, control="DMSO", source="moa.csv")
 
 
+@pytest.mark.parametrize("wells,expected", [
+    (["A1", "a01", "A01", "P24", "AF48", " B3 ", "ctrl-1"], ["A01", "A01", "A01", "P24", "AF48", "B03", "ctrl-1"]),
+])
+def test_well_names_are_one_form(wells, expected):
+    assert md.normalize_wells(pd.Series(wells)).tolist() == expected
+
+
+def test_parquet_tables_of_any_dtype_read_like_csv(tmp_path):
+    rows = [{**_row(s), "plate": 7, "site": s, "concentration": 1.0} for s in (1, 2)]
+    fields = md.generic_fields(_write_table(tmp_path, rows, "images.parquet"), CHANNELS)
+    assert fields[md.FIELD].tolist() == ["7_B02_s1", "7_B02_s2"]
+
+
+def test_a_control_matching_no_compound_names_the_config_key(tmp_path):
+    fields = md.generic_fields(_write_table(tmp_path, [_row(1), _row(1, "DMSO", "B03")]), CHANNELS)
+    moa = pd.DataFrame({"compound": ["taxol"], "moa": ["Microtubule stabilizers"]})
+    with pytest.raises(md.InputError, match=r"config control: 'dmso' is not a compound .*did you mean 'DMSO'"):
+        md.attach_moa(fields, moa, control="dmso", source="moa.csv")
+
+
 def test_moa_table_by_compound_and_concentration(tmp_path):
     (tmp_path / "moa.csv").write_text('"compound",concentration,"moa"\n"taxol",1.000000,"Microtubule stabilizers"\n')
     fields = md.generic_fields(_write_table(tmp_path, [_row(1), _row(1, "DMSO", "B03")]), CHANNELS)
@@ -93,8 +118,17 @@ def test_missing_image_files_are_listed_before_any_work(tmp_path):
     (tmp_path / "img").mkdir()
     for ch in CHANNELS:
         tifffile.imwrite(tmp_path / f"img/B02_1_{ch}.tif", np.zeros((4, 4), np.uint16))
-    with pytest.raises(md.InputError, match=r"3 image file\(s\) not found, e.g. P1_B02_s2: .*B02_2_DNA.tif"):
+    with pytest.raises(md.InputError, match=r"3 image file\(s\) not found, e.g. P1_B02_s2 DNA: .*B02_2_DNA.tif"):
         md.check_image_files(fields, CHANNELS)
+
+
+def test_empty_and_directory_paths_are_named_with_their_channel(tmp_path):
+    (tmp_path / "img").mkdir()
+    fields = md.generic_fields(_write_table(tmp_path, [_row(1, path_DNA="", path_actin="img")]), CHANNELS)
+    with pytest.raises(md.InputError) as err:
+        md.check_image_files(fields, CHANNELS)
+    assert "P1_B02_s1 DNA: empty path" in str(err.value)
+    assert f"P1_B02_s1 actin: {tmp_path / 'img'} is a directory" in str(err.value)
 
 
 def test_unreadable_table_is_reported(tmp_path):

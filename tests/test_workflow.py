@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tifffile
@@ -122,8 +123,6 @@ def test_segmentation_matches_the_simulated_ground_truth(default_run):
 def test_masks_are_cellposes_own(default_run):
     """The rule's masks (network on batches of fields, masks in worker processes) are exactly what
     Cellpose's own eval gives for the same model, settings and plate intensity bounds."""
-    import numpy as np
-
     from morphoprof import images
 
     model = segmentation.load_model(str(default_run / "results/models/cellpose_nuclei.pth"))
@@ -204,4 +203,22 @@ def test_missing_images_are_named_before_any_job(tmp_path):
                        segmentation={**DEFAULT_CONFIG["segmentation"], "model": "nuclei"})
     result = _snakemake(workdir, "-n", check=False)
     assert result.returncode != 0
-    assert "6 image file(s) not found, e.g. P1_B02_s1:" in result.stdout + result.stderr
+    assert "6 image file(s) not found, e.g. P1_B02_s1 DNA:" in result.stdout + result.stderr
+
+
+def test_plate_names_with_regex_characters_are_planned(tmp_path):
+    """Plate names go into wildcard constraints escaped: 'P1 (rep+1)' is a plate, not a pattern."""
+    rows = ["plate,well,site,compound,concentration,path_DNA,path_tubulin,path_actin"]
+    for well, compound in (("B02", "taxol"), ("B03", "DMSO")):
+        paths = []
+        for channel in ("DNA", "tubulin", "actin"):
+            tifffile.imwrite(tmp_path / f"{well}_{channel}.tif", np.zeros((8, 8), np.uint16))
+            paths.append(f"{well}_{channel}.tif")
+        rows.append(f"P1 (rep+1),{well},1,{compound},1,{','.join(paths)}")
+    (tmp_path / "images.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "moa.csv").write_text("compound,moa\ntaxol,Microtubule stabilizers\n")
+    workdir = _workdir(tmp_path, input={"format": "table", "image_table": str(tmp_path / "images.csv"),
+                                        "moa_table": str(tmp_path / "moa.csv"), "image_root": ""},
+                       segmentation={**DEFAULT_CONFIG["segmentation"], "model": "nuclei"})
+    result = _snakemake(workdir, "-n", "--quiet", "rules")
+    assert "segment_plate" in result.stdout + result.stderr

@@ -40,7 +40,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: table not found")
     try:
         if path.suffix == ".parquet":
-            return pd.read_parquet(path)
+            table = pd.read_parquet(path)
+            return table.apply(lambda column: column.map(lambda v: "" if pd.isna(v) else str(v)))
         sep = "\t" if ".tsv" in path.suffixes else ","
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
@@ -56,10 +57,11 @@ def _require_columns(table: pd.DataFrame, columns, source) -> None:
 def _numbers(values: pd.Series, column: str, source, kind=float) -> pd.Series:
     """Parse a column of numbers, naming the first row (file line) that is not one."""
     parsed = pd.to_numeric(values, errors="coerce")
-    bad = parsed.isna() | (kind is int and not np.all(np.mod(parsed.fillna(0), 1) == 0))
+    bad = parsed.isna() | ((np.mod(parsed.fillna(0), 1) != 0) if kind is int else False)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{source}: line {row + 2}, column {column!r}: {values.iloc[row]!r} is not a number")
+        what = "a whole number" if kind is int else "a number"
+        raise InputError(f"{source}: line {row + 2}, column {column!r}: {values.iloc[row]!r} is not {what}")
     return parsed.astype(kind)
 
 
@@ -89,9 +91,28 @@ def _check_duplicate_sites(fields: pd.DataFrame, source) -> None:
                          f"(lines {rows})")
 
 
+def normalize_wells(wells: pd.Series) -> pd.Series:
+    """Well names as row letters and a two-digit column (``A1``, ``a01`` and ``A01`` are one well);
+    names of another shape are kept as they are."""
+    parts = wells.str.strip().str.extract(r"^([A-Za-z]{1,2})0*(\d{1,3})$")
+    matched = parts[0].notna()
+    normalized = wells.str.strip().copy()
+    normalized[matched] = parts.loc[matched, 0].str.upper() + parts.loc[matched, 1].astype(int).map("{:02d}".format)
+    return normalized
+
+
 def field_ids(plates: pd.Series, wells: pd.Series, sites: pd.Series) -> pd.Series:
     """The id of each field, ``<plate>_<well>_s<site>``: names its files and rows throughout."""
     return plates + "_" + wells + "_s" + sites.astype(int).astype(str)
+
+
+def _check_plates(fields: pd.DataFrame, source) -> None:
+    """Plate names become folder and file names: no path separators, nothing empty."""
+    bad = fields[PLATE].str.contains("/", regex=False) | (fields[PLATE] == "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{source}: line {row + 2}: plate {fields[PLATE].iloc[row]!r} cannot name a folder "
+                         "(empty, or holds '/')")
 
 
 def _with_field_ids(fields: pd.DataFrame) -> pd.DataFrame:
@@ -110,6 +131,8 @@ def generic_fields(path: str | Path, channels: list[str], image_root: str | Path
     """
     table = read_table(path)
     _require_columns(table, GENERIC_COLUMNS, path)
+    if table.empty:
+        raise InputError(f"{path}: the image table has a header but no rows")
     path_columns = [c for c in table.columns if c.startswith("path_")]
     unknown = [ch for ch in channels if f"path_{ch}" not in table.columns]
     if unknown:
@@ -118,7 +141,7 @@ def generic_fields(path: str | Path, channels: list[str], image_root: str | Path
     root = str(image_root) if image_root else os.path.dirname(str(path))
     fields = pd.DataFrame({
         PLATE: table["plate"].str.strip(),
-        WELL: table["well"].str.strip(),
+        WELL: normalize_wells(table["well"]),
         SITE: _numbers(table["site"], "site", path, int),
         BATCH: table["batch"].str.strip() if "batch" in table else table["plate"].str.strip(),
         COMPOUND: table["compound"].str.strip(),
@@ -126,6 +149,7 @@ def generic_fields(path: str | Path, channels: list[str], image_root: str | Path
     })
     for ch in channels:
         fields[path_column(ch)] = [os.path.join(root, p) if p else p for p in table[f"path_{ch}"].str.strip()]
+    _check_plates(fields, path)
     _check_duplicate_sites(fields, path)
     return _with_field_ids(fields)
 
@@ -152,7 +176,7 @@ def bbbc021_fields(image_csv: str | Path, moa_csv: str | Path, image_root: str |
         raise InputError(f"{image_csv}: line {row + 2}: no site (_s<N>_) in the file name")
     fields = pd.DataFrame({
         PLATE: table["Image_Metadata_Plate_DAPI"].str.strip(),
-        WELL: table["Image_Metadata_Well_DAPI"].str.strip(),
+        WELL: normalize_wells(table["Image_Metadata_Well_DAPI"]),
         SITE: site.astype(int),
         BATCH: table[f"Image_PathName_{channels[0]}"].str.strip().str.split("/").str[0],
         COMPOUND: table["Image_Metadata_Compound"].str.strip(),
@@ -167,12 +191,17 @@ def bbbc021_fields(image_csv: str | Path, moa_csv: str | Path, image_root: str |
     annotated = set(zip(moa["compound"], concentration_key(moa["concentration"])))
     keep = [(c, k) in annotated for c, k in zip(fields[COMPOUND], concentration_key(fields[CONCENTRATION]))]
     fields = fields[np.asarray(keep) & ~positive_control.to_numpy()].reset_index(drop=True)
+    _check_plates(fields, image_csv)
     _check_duplicate_sites(fields, image_csv)
     return attach_moa(_with_field_ids(fields), moa, control="DMSO", source=moa_csv)
 
 
 def attach_moa(fields: pd.DataFrame, moa: pd.DataFrame, control: str, source) -> pd.DataFrame:
     """Add ``Metadata_MOA``; every compound but the control must have one."""
+    if not (fields[COMPOUND] == control).any():
+        near = sorted({c for c in fields[COMPOUND] if c.lower() == control.lower()})
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise InputError(f"config control: {control!r} is not a compound of the image table{hint}")
     fields = fields.copy()
     if "concentration" in moa:
         lookup = {(c, k): m for c, k, m in zip(moa["compound"], concentration_key(moa["concentration"]), moa["moa"])}
@@ -186,8 +215,6 @@ def attach_moa(fields: pd.DataFrame, moa: pd.DataFrame, control: str, source) ->
     if len(missing):
         listed = ", ".join(f"{c} {k:g}" for c, k in zip(missing[COMPOUND], missing[CONCENTRATION]))
         raise InputError(f"{source}: no MOA for {len(missing)} treatment(s): {listed}")
-    if not (fields[COMPOUND] == control).any():
-        raise InputError(f"{source}: no wells of the control compound {control!r}")
     return fields
 
 
@@ -196,10 +223,16 @@ def check_image_files(fields: pd.DataFrame, channels: list[str]) -> None:
     missing = []
     for ch in channels:
         exists = np.array([os.path.isfile(p) for p in fields[path_column(ch)]])
-        missing += [(f, p) for f, p in zip(fields.loc[~exists, FIELD], fields.loc[~exists, path_column(ch)])]
+        missing += [(f, ch, p) for f, p in zip(fields.loc[~exists, FIELD], fields.loc[~exists, path_column(ch)])]
     if missing:
-        shown = "; ".join(f"{f}: {p}" for f, p in missing[:5])
+        shown = "; ".join(f"{f} {ch}: {_path_problem(p)}" for f, ch, p in missing[:5])
         raise InputError(f"{len(missing)} image file(s) not found, e.g. {shown}")
+
+
+def _path_problem(path: str) -> str:
+    if not path:
+        return "empty path"
+    return f"{path} is a directory" if os.path.isdir(path) else path
 
 
 def plate_fields(fields: pd.DataFrame, plate: str) -> pd.DataFrame:
@@ -225,7 +258,7 @@ def join_well_profiles(table: pd.DataFrame, source, fields: pd.DataFrame, plate_
         raise InputError(f"{source}: no feature columns besides {plate_column!r} and {well_column!r}")
     wells = fields.drop_duplicates([PLATE, WELL])[[PLATE, WELL, BATCH, COMPOUND, CONCENTRATION, MOA]]
     keys = pd.DataFrame({PLATE: table[plate_column].astype(str).str.strip(),
-                         WELL: table[well_column].astype(str).str.strip()})
+                         WELL: normalize_wells(table[well_column].astype(str))})
     if keys.duplicated().any():
         first = keys[keys.duplicated()].iloc[0]
         raise InputError(f"{source}: more than one row for plate {first[PLATE]} well {first[WELL]}")

@@ -3,14 +3,12 @@ import re
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from morphoprof import metadata, segmentation, workflow as mp_workflow  # noqa: E402
 
 
-validate(config, schema="../config/config.schema.yaml")
+mp_workflow.check_config(config, Path(workflow.basedir) / "config" / "config.schema.yaml")
 
 FIELDS = mp_workflow.load_fields(config)
 PLATES = sorted(FIELDS[metadata.PLATE].unique())

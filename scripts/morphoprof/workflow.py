@@ -6,6 +6,7 @@ import ctypes
 import logging
 import os
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -14,6 +15,19 @@ from . import simulate
 
 SIMULATED_IMAGES = "results/simulated/images"
 SIMULATED_MASKS = "results/simulated/masks"
+
+
+def check_config(config: dict, schema_file: str | Path) -> None:
+    """The config against its JSON schema: the first fault as one line naming the key, without the
+    schema dump Snakemake's own validation prints."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_file).read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise md.InputError(f"config {key}: {error.message}")
 
 
 def load_fields(config: dict) -> pd.DataFrame:

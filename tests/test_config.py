@@ -1,0 +1,29 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from morphoprof import workflow
+from morphoprof.metadata import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "config" / "config.schema.yaml"
+SHIPPED = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_the_shipped_config_is_valid():
+    workflow.check_config(SHIPPED, SCHEMA)
+
+
+@pytest.mark.parametrize("block,key,value,message", [
+    ("features", "backbnoe", "resnet50", r"config features: Additional properties are not allowed \('backbnoe'"),
+    ("simulate", "plates", 0, r"config simulate.plates: 0 is less than the minimum of 1"),
+    ("features", "precision", "fp8", r"config features.precision: 'fp8' is not one of"),
+])
+def test_a_config_fault_is_one_line_naming_the_key(block, key, value, message):
+    config = copy.deepcopy(SHIPPED)
+    config[block][key] = value
+    with pytest.raises(InputError, match=message) as err:
+        workflow.check_config(config, SCHEMA)
+    assert "\n" not in str(err.value)

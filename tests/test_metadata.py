@@ -106,6 +106,14 @@ def test_a_control_matching_no_compound_names_the_config_key(tmp_path):
         md.attach_moa(fields, moa, control="dmso", source="moa.csv")
 
 
+def test_a_plate_without_control_wells_is_named(tmp_path):
+    rows = [_row(1), _row(1, "DMSO", "B03"), _row(1, plate="P2")]
+    fields = md.generic_fields(_write_table(tmp_path, rows), CHANNELS)
+    moa = pd.DataFrame({"compound": ["taxol"], "moa": ["Microtubule stabilizers"]})
+    with pytest.raises(md.InputError, match=r"plate\(s\) \['P2'\] have no 'DMSO' wells"):
+        md.attach_moa(fields, moa, control="DMSO", source="moa.csv")
+
+
 def test_moa_table_by_compound_and_concentration(tmp_path):
     (tmp_path / "moa.csv").write_text('"compound",concentration,"moa"\n"taxol",1.000000,"Microtubule stabilizers"\n')
     fields = md.generic_fields(_write_table(tmp_path, [_row(1), _row(1, "DMSO", "B03")]), CHANNELS)

@@ -202,6 +202,11 @@ def attach_moa(fields: pd.DataFrame, moa: pd.DataFrame, control: str, source) ->
         near = sorted({c for c in fields[COMPOUND] if c.lower() == control.lower()})
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise InputError(f"config control: {control!r} is not a compound of the image table{hint}")
+    with_control = set(fields.loc[fields[COMPOUND] == control, PLATE])
+    without = sorted(set(fields[PLATE]) - with_control)
+    if without:
+        raise InputError(f"plate(s) {without[:5]}{' ...' if len(without) > 5 else ''} have no {control!r} wells "
+                         f"(config control): each plate's profiles are normalized against its own control wells")
     fields = fields.copy()
     if "concentration" in moa:
         lookup = {(c, k): m for c, k, m in zip(moa["compound"], concentration_key(moa["concentration"]), moa["moa"])}

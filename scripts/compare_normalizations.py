@@ -20,7 +20,8 @@ for method in profiles.NORMALIZATIONS:
         summary, _ = scoring.score(treatments, profiles.feature_columns(treatments, family))
         rows.append({"normalization": method, "family": family,
                      **{k: summary[k] for k in ("nsc", "nscb", "nscb_common", "map", "n_features")}})
-        log.info("%s %s: NSC %.3f NSCB %.3f mAP %.3f", method, family, summary["nsc"], summary["nscb"], summary["map"])
+        log.info("%s %s: NSC %s NSCB %s mAP %s", method, family,
+                 *(scoring.shown(summary[k]) for k in ("nsc", "nscb", "map")))
 table = pd.DataFrame(rows)
 table.to_csv(snakemake.output.table, index=False)  # noqa: F821
 plots.scores_by_method(table, snakemake.output.plot)  # noqa: F821

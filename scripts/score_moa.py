@@ -17,7 +17,7 @@ table.to_csv(snakemake.output.table, index=False)  # noqa: F821
 
 columns = profiles.feature_columns(treatments, family)
 nsc = scoring.nearest_neighbours(treatments, columns, exclude_batch=False)
-plots.confusion_matrix(scoring.confusion(nsc), f"NSC 1-NN: accuracy {summary['nsc']:.2f}",
+plots.confusion_matrix(scoring.confusion(nsc), f"NSC 1-NN: accuracy {scoring.shown(summary['nsc'], 2)}",
                        snakemake.output.confusion)  # noqa: F821
 values = treatments[columns].to_numpy()
 coords = umap.UMAP(n_neighbors=min(15, len(treatments) - 1), metric="cosine", random_state=0).fit_transform(values)
@@ -27,6 +27,9 @@ plots.similarity_heatmap(scoring.similarity(values), treatments[metadata.MOA], "
                          snakemake.output.heatmap)  # noqa: F821
 plots.distance_distributions(scoring.pair_distances(treatments, columns), f"{family} profiles",
                              snakemake.output.distances)  # noqa: F821
-log.info("%s: NSC %.3f NSCB %.3f mAP %.3f", family, summary["nsc"], summary["nscb"], summary["map"])
+log.info("%s: NSC %s NSCB %s mAP %s", family, *(scoring.shown(summary[k]) for k in ("nsc", "nscb", "map")))
+for score, reason in summary["undefined"].items():
+    log.warning("%s is not scored (null in moa.json): %s", score, reason)
 for level, scores in summary["levels"].items():
-    log.info("level %s (%s): NSC %.3f NSCB %.3f", level, scores["feature_family"], scores["nsc"], scores["nscb"])
+    log.info("level %s (%s): NSC %s NSCB %s", level, scores["feature_family"], scoring.shown(scores["nsc"]),
+             scoring.shown(scores["nscb"]))

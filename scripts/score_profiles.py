@@ -59,8 +59,11 @@ def main(argv=None):
     Path(args.out).write_text(json.dumps(summary, indent=2))
     if args.treatments:
         treatments.to_parquet(args.treatments, index=False)
-    print(f"NSC {summary['nsc']:.3f}  NSCB {summary['nscb']:.3f} ({summary['nscb_scored_treatments']} treatments)  "
-          f"NSCB common {summary['nscb_common']:.3f} ({summary['nscb_common_treatments']})  mAP {summary['map']:.3f}")
+    shown = {k: scoring.shown(summary[k]) for k in ("nsc", "nscb", "nscb_common", "map")}
+    print(f"NSC {shown['nsc']}  NSCB {shown['nscb']} ({summary['nscb_scored_treatments']} treatments)  "
+          f"NSCB common {shown['nscb_common']} ({summary['nscb_common_treatments']})  mAP {shown['map']}")
+    for score, reason in summary["undefined"].items():
+        print(f"{score} not scored: {reason}")
 
 
 if __name__ == "__main__":

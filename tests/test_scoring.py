@@ -136,3 +136,33 @@ def test_map_agrees_with_copairs_run_directly():
     for moa, value in zip(direct[md.MOA], direct["mean_average_precision"]):
         assert summary["map_per_moa"][moa] == pytest.approx(value)
     assert 0 < summary["map"] < 1
+
+
+@pytest.mark.parametrize("rows,undefined", [
+    ([["a", 1, "M1", "B1", 1.0, 0.0], ["b", 1, "M1", "B1", 0.9, 0.1], ["c", 1, "M2", "B1", 0.0, 1.0],
+      ["d", 1, "M2", "B1", 0.1, 0.9]], {"nscb": "one batch", "nscb_common": "one batch"}),
+    ([["a", 1, "M1", "B1", 1.0, 0.0], ["a", 2, "M1", "B2", 0.9, 0.1], ["c", 1, "M2", "B1", 0.0, 1.0],
+      ["c", 2, "M2", "B2", 0.1, 0.9]], {"nsc": "no MOA has two compounds", "map": "no MOA has two compounds"}),
+    ([["a", 1, "M1", "B1", 1.0, 0.0], ["b", 1, "M1", "B1", 0.9, 0.1], ["c", 1, "M2", "B2", 0.0, 1.0],
+      ["d", 1, "M2", "B2", 0.1, 0.9]], {"nscb_common": "every MOA sits in one batch"}),
+])
+def test_a_screen_that_cannot_give_a_score_gets_null_and_the_reason(rows, undefined):
+    """One batch, one compound per MOA, MOAs each in one batch: the scores finish, with null and
+    the reason where the screen cannot give them."""
+    summary, table = scoring.evaluate(_profiles(rows), "f", levels={"both": "f"})
+    assert {k: v for k, v in summary["undefined"].items()}.keys() == undefined.keys()
+    for score, reason in undefined.items():
+        assert summary[score] is None and reason in summary["undefined"][score]
+        assert summary["levels"]["both"][score] is None
+    for score in {"nsc", "nscb", "nscb_common", "map"} - undefined.keys():
+        assert 0 <= summary[score] <= 1
+    assert len(table) == len(rows)
+
+
+def test_the_normalization_plot_leaves_out_null_scores(tmp_path):
+    from morphoprof import plots
+
+    table = pd.DataFrame({"normalization": ["zscore", "tvn"], "family": ["CNN", "CNN"], "nsc": [0.5, None],
+                          "nscb": [None, None], "map": [0.4, 0.3]})
+    plots.scores_by_method(table, tmp_path / "scores.png")
+    assert (tmp_path / "scores.png").stat().st_size > 5000

@@ -118,18 +118,41 @@ def average_precision(profiles: pd.DataFrame, features: list[str]) -> pd.DataFra
                       neg_sameby=[], neg_diffby=[MOA], progress_bar=False)
 
 
+def undefined_scores(profiles: pd.DataFrame) -> dict[str, str]:
+    """The scores a screen cannot give, with the reason: NSC and mAP need an MOA with two
+    compounds (a same-MOA neighbour of another compound); NSCB needs two batches, and its common
+    set an MOA found in two batches."""
+    reasons = {}
+    if not (profiles.groupby(MOA)[COMPOUND].nunique() >= 2).any():
+        reasons["nsc"] = reasons["map"] = "no MOA has two compounds, so no treatment has a same-MOA neighbour"
+    if profiles[BATCH].nunique() < 2:
+        reasons["nscb"] = reasons["nscb_common"] = "the screen has one batch"
+    elif len(single_batch_moas(profiles)) == profiles[MOA].nunique():
+        reasons["nscb_common"] = "every MOA sits in one batch"
+    return reasons
+
+
 def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFrame]:
-    """All scores of one feature set, and a per-treatment table of neighbours."""
+    """All scores of one feature set, and a per-treatment table of neighbours.
+
+    Scores the screen cannot give (``undefined_scores``) are None, their reasons under
+    ``undefined``."""
+    undefined = undefined_scores(profiles)
+
+    def unless(kind, value):
+        return None if kind in undefined else value
+
     nsc = nearest_neighbours(profiles, features, exclude_batch=False)
     nscb = nearest_neighbours(profiles, features, exclude_batch=True)
     dropped = single_batch_moas(profiles)
     common = profiles[~profiles[MOA].isin(dropped)].reset_index(drop=True)
-    ap = average_precision(profiles, features)
+    ap = average_precision(profiles, features) if "map" not in undefined else None
     summary = {
-        "nsc": accuracy(nsc),
-        "nscb": accuracy(nscb),
+        "nsc": unless("nsc", accuracy(nsc)),
+        "nscb": unless("nscb", accuracy(nscb)),
         "nscb_scored_treatments": int(nscb["predicted_moa"].notna().sum()),
-        "nscb_common": accuracy(nearest_neighbours(common, features, exclude_batch=True)),
+        "nscb_common": unless("nscb_common", accuracy(nearest_neighbours(common, features, exclude_batch=True))
+                              if len(common) else None),
         "nscb_common_treatments": int(len(common)),
         "nscb_common_dropped_moas": dropped,
         "n_treatments": int(len(profiles)),
@@ -138,24 +161,32 @@ def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFra
         "n_batches": int(profiles[BATCH].nunique()),
         "n_features": len(features),
         "pearson": {
-            "nsc": accuracy(nearest_neighbours(profiles, features, False, "pearson")),
-            "nscb": accuracy(nearest_neighbours(profiles, features, True, "pearson")),
+            "nsc": unless("nsc", accuracy(nearest_neighbours(profiles, features, False, "pearson"))),
+            "nscb": unless("nscb", accuracy(nearest_neighbours(profiles, features, True, "pearson"))),
         },
         "knn": {},
-        "map": float(ap["average_precision"].mean()),
-        "map_per_moa": {m: float(v) for m, v in ap.groupby(MOA)["average_precision"].mean().items()},
-        "per_moa_nsc": per_moa_accuracy(nsc),
-        "per_moa_nscb": per_moa_accuracy(nscb),
+        "map": unless("map", float(ap["average_precision"].mean()) if ap is not None else None),
+        "map_per_moa": {m: float(v) for m, v in ap.groupby(MOA)["average_precision"].mean().items()}
+        if ap is not None else {},
+        "per_moa_nsc": per_moa_accuracy(nsc) if "nsc" not in undefined else {},
+        "per_moa_nscb": per_moa_accuracy(nscb) if "nscb" not in undefined else {},
+        "undefined": undefined,
     }
     for k in KS:
         summary["knn"][f"k{k}"] = {
-            kind: accuracy(pd.DataFrame({MOA: profiles[MOA], "predicted_moa": knn_predictions(profiles, features, k, b)}))
+            kind: unless(kind, accuracy(pd.DataFrame({MOA: profiles[MOA],
+                                                      "predicted_moa": knn_predictions(profiles, features, k, b)})))
             for kind, b in (("nsc", False), ("nscb", True))
         }
     table = nsc.rename(columns={c: f"nsc_{c}" for c in nsc.columns[3:]})
     table = table.join(nscb.iloc[:, 3:].add_prefix("nscb_"))
-    table["average_precision"] = ap["average_precision"].to_numpy()
+    table["average_precision"] = ap["average_precision"].to_numpy() if ap is not None else np.nan
     return summary, table
+
+
+def shown(value: float | None, digits: int = 3) -> str:
+    """A score for a log line or a title: 'n/a' where the screen cannot give it."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 HEADLINE = ("nsc", "nscb", "nscb_common", "map", "n_features")

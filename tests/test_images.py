@@ -82,3 +82,17 @@ def test_a_stack_of_another_shape_is_named(tmp_path):
     images.write_tiff(images.corrected_path(tmp_path, "F1"), np.zeros((2, 6, 6), np.uint16))
     with pytest.raises(InputError, match=r"F1\.tif: not a readable TIFF stack"):
         list(images.corrected_batches(tmp_path, ["F0", "F1"], batch_size=2))
+
+
+def test_stacks_and_truncated_files_are_refused_from_their_header(tmp_path):
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 8, 8), np.uint16))
+    with pytest.raises(InputError, match=r"stack\.tif: a stack of 5 images; expected one 2-D grey image"):
+        images.image_header(tmp_path / "stack.tif")
+    tifffile.imwrite(tmp_path / "whole.tif", np.arange(4096, dtype=np.uint16).reshape(64, 64), compression="zlib")
+    data = (tmp_path / "whole.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    assert images.image_header(tmp_path / "whole.tif") == ((64, 64), np.dtype(np.uint16))
+    with pytest.raises(InputError, match=r"cut\.tif: truncated: its image data ends at byte \d+, the file at \d+"):
+        images.image_header(tmp_path / "cut.tif")
+    with pytest.raises(InputError, match=r"cut\.tif: not a readable TIFF"):
+        images.read_image(tmp_path / "cut.tif")

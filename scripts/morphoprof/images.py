@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +26,8 @@ def read_image(path: str | Path) -> np.ndarray:
         image = tifffile.imread(path)
     except FileNotFoundError as err:
         raise InputError(f"{path}: image not found") from err
-    except (tifffile.TiffFileError, ValueError, OSError) as err:
-        raise InputError(f"{path}: not a readable TIFF ({err})") from err
+    except (tifffile.TiffFileError, ValueError, OSError, RuntimeError, zlib.error) as err:  # codecs' errors
+        raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
     image = np.squeeze(image)
     _check_grey(path, image.shape, image.dtype)
     return image
@@ -40,11 +41,22 @@ def _check_grey(path, shape: tuple[int, ...], dtype: np.dtype) -> None:
 
 
 def image_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and pixel type of a TIFF's first image, read from its header alone."""
+    """Shape and pixel type of a TIFF's one image, read from its header alone.
+
+    A file of several pages (a stack), or whose image data would run past the end of the
+    file (a truncated copy), is refused here, before any job reads it."""
     try:
         with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) > 1:
+                raise InputError(f"{path}: a stack of {len(tif.pages)} images; expected one 2-D grey image per file")
             page = tif.pages[0]
+            end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+            if end > tif.filehandle.size:
+                raise InputError(f"{path}: truncated: its image data ends at byte {end}, "
+                                 f"the file at {tif.filehandle.size}")
             return tuple(s for s in page.shape if s != 1), np.dtype(page.dtype)
+    except InputError:
+        raise
     except FileNotFoundError as err:
         raise InputError(f"{path}: image not found") from err
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as err:

@@ -142,3 +142,16 @@ def test_empty_and_directory_paths_are_named_with_their_channel(tmp_path):
 def test_unreadable_table_is_reported(tmp_path):
     with pytest.raises(md.InputError, match="table not found"):
         md.read_table(tmp_path / "nope.csv")
+
+
+def test_paths_resolving_outside_the_image_root_are_refused(tmp_path):
+    root = tmp_path / "screen"
+    (root / "img").mkdir(parents=True)
+    (tmp_path / "elsewhere.tif").write_bytes(b"")
+    (root / "img" / "link.tif").symlink_to(tmp_path / "elsewhere.tif")
+    inside = md.generic_fields(_write_table(root, [_row(1)]), CHANNELS, root)
+    md.check_paths_inside(inside, CHANNELS, root)
+    for sneaky in ("../elsewhere.tif", "img/link.tif", str(tmp_path / "elsewhere.tif")):
+        fields = md.generic_fields(_write_table(root, [_row(1, path_actin=sneaky)]), CHANNELS, root)
+        with pytest.raises(md.InputError, match=r"P1_B02_s1 actin: .* resolves to .*elsewhere\.tif, outside config"):
+            md.check_paths_inside(fields, CHANNELS, root)

@@ -234,6 +234,18 @@ def check_image_files(fields: pd.DataFrame, channels: list[str]) -> None:
         raise InputError(f"{len(missing)} image file(s) not found, e.g. {shown}")
 
 
+def check_paths_inside(fields: pd.DataFrame, channels: list[str], root: str | Path) -> None:
+    """Every image path resolves, after symbolic links, inside ``root``: an image table cannot point
+    the workflow at files elsewhere on the machine."""
+    base = os.path.realpath(root)
+    for ch in channels:
+        for field_id, path in zip(fields[FIELD], fields[path_column(ch)]):
+            real = os.path.realpath(path)
+            if os.path.commonpath([base, real]) != base:
+                raise InputError(f"{field_id} {ch}: {path} resolves to {real}, outside config input.image_root "
+                                 f"{root} (set input.allow_outside_root: true to read it anyway)")
+
+
 def _path_problem(path: str) -> str:
     if not path:
         return "empty path"

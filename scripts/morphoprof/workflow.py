@@ -49,6 +49,8 @@ def load_fields(config: dict) -> pd.DataFrame:
         if not source.get("image_root"):
             raise md.InputError("config input.image_root: required for bbbc021 (the folder holding the Week*/ folders)")
         fields = md.bbbc021_fields(source["image_table"], source["moa_table"], source["image_root"], channels)
+    if source.get("image_root") and not source.get("allow_outside_root"):
+        md.check_paths_inside(fields, channels, source["image_root"])
     md.check_image_files(fields, channels)
     return fields
 

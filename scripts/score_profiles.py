@@ -15,11 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from morphoprof import metadata, profiles, scoring  # noqa: E402
+from morphoprof import metadata, profiles, scoring, workflow  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 
 def main(argv=None):
@@ -35,13 +35,20 @@ def main(argv=None):
     parser.add_argument("--well-column", default="Metadata_Well")
     parser.add_argument("--family", default="External", help="name given to the profile's features")
     parser.add_argument("--normalization", choices=profiles.NORMALIZATIONS, default=None)
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config" / "config.yaml"),
-                        help="config whose 'profiles' block sets aggregation and normalization")
+    parser.add_argument("--config", help="a config (the whole file or only its 'profiles' block) over the defaults: "
+                                          "its profiles block sets aggregation and normalization")
     parser.add_argument("--out", required=True, help="scores JSON to write")
     parser.add_argument("--treatments", help="also write the treatment profiles (Parquet)")
     args = parser.parse_args(argv)
+    try:
+        score(args)
+    except metadata.InputError as err:
+        parser.exit(2, f"score_profiles: {err}\n")
 
-    settings = yaml.safe_load(Path(args.config).read_text())["profiles"]
+
+def score(args) -> None:
+    """Join, normalize, aggregate and score; write the JSON (and treatments) and print the headline."""
+    settings = workflow.partial_config(args.config, CONFIG / "config.yaml", CONFIG / "config.schema.yaml")["profiles"]
     if args.normalization:
         settings["normalization"] = args.normalization
     if args.format == "bbbc021":

@@ -60,3 +60,38 @@ def test_non_numeric_feature_is_named(tmp_path):
     with pytest.raises(md.InputError, match=r"wells.csv: non-numeric .* \['Cells_Area'\]"):
         md.join_well_profiles(table, "wells.csv", pd.DataFrame(columns=[md.PLATE, md.WELL]), "Metadata_Plate",
                               "Metadata_Well", "X")
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "score_profiles.py"), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_a_partial_config_lays_its_profiles_block_over_the_defaults(shared_data, tmp_path):
+    folder = _well_profiles(shared_data, 3.0, tmp_path / "wells.csv")
+    (tmp_path / "partial.yaml").write_text("profiles:\n  aggregate: median\n")
+    result = _run(tmp_path / "wells.csv", "--image-table", folder / "BBBC021_v1_image.csv.gz", "--moa-table",
+                  folder / "BBBC021_v1_moa.csv", "--plate-column", "Image_Metadata_Plate", "--well-column",
+                  "Image_Metadata_Well", "--config", tmp_path / "partial.yaml", "--out", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "scores.json").read_text())["normalization"] == "zscore"  # the default's
+
+
+@pytest.mark.parametrize("config,columns,message", [
+    ("profiles:\n  normalisation: tvn\n", ("Image_Metadata_Plate", "Image_Metadata_Well"),
+     r"config profiles: Additional properties are not allowed \('normalisation' was unexpected\)"),
+    ("profiles: [\n", ("Image_Metadata_Plate", "Image_Metadata_Well"), r"partial.yaml: not a readable YAML config"),
+    ("profiles:\n  aggregate: mean\n", ("Plate", "Well"),
+     r"wells.csv: missing column\(s\) \['Plate', 'Well'\]; found 22 columns: \[.*\] \.\.\."),
+])
+def test_scoring_command_faults_are_one_line(shared_data, tmp_path, config, columns, message):
+    import re
+
+    folder = _well_profiles(shared_data, 3.0, tmp_path / "wells.csv")
+    (tmp_path / "partial.yaml").write_text(config)
+    result = _run(tmp_path / "wells.csv", "--image-table", folder / "BBBC021_v1_image.csv.gz", "--moa-table",
+                  folder / "BBBC021_v1_moa.csv", "--plate-column", columns[0], "--well-column", columns[1],
+                  "--config", tmp_path / "partial.yaml", "--out", tmp_path / "scores.json")
+    assert result.returncode == 2
+    assert re.search(message, result.stderr) and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr

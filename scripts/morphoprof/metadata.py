@@ -51,7 +51,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def _require_columns(table: pd.DataFrame, columns, source) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise InputError(f"{source}: missing column(s) {missing}; found {list(table.columns)}")
+        found = list(table.columns)
+        shown = f"{found}" if len(found) <= 12 else f"{len(found)} columns: {found[:12]} ..."
+        raise InputError(f"{source}: missing column(s) {missing}; found {shown}")
 
 
 def _numbers(values: pd.Series, column: str, source, kind=float) -> pd.Series:

@@ -30,6 +30,26 @@ def check_config(config: dict, schema_file: str | Path) -> None:
         raise md.InputError(f"config {key}: {error.message}")
 
 
+def partial_config(path: str | Path | None, defaults: str | Path, schema_file: str | Path) -> dict:
+    """The config at ``defaults`` with the blocks of the (possibly partial) config at ``path`` laid
+    over it key by key, checked against the schema: a file holding only ``profiles:`` is enough."""
+    import yaml
+
+    config = yaml.safe_load(Path(defaults).read_text())
+    if path:
+        try:
+            overrides = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise md.InputError(f"{path}: not a readable YAML config ({str(err).splitlines()[0]})") from err
+        if not isinstance(overrides, dict):
+            raise md.InputError(f"{path}: a config is a mapping of blocks (profiles:, ...), not {type(overrides).__name__}")
+        for key, block in overrides.items():
+            both_blocks = isinstance(block, dict) and isinstance(config.get(key), dict)
+            config[key] = {**config[key], **block} if both_blocks else block
+    check_config(config, schema_file)
+    return config
+
+
 def load_fields(config: dict) -> pd.DataFrame:
     """The configured screen's field table, fully checked (raises InputError)."""
     source = config["input"]

@@ -59,6 +59,20 @@ def test_plate_check_reads_headers_and_names_the_odd_image(tmp_path):
         images.check_plate_images(pd.DataFrame(rows), ["a"])
 
 
+def test_a_channel_of_two_pixel_types_is_refused_but_channels_may_differ(tmp_path):
+    import pandas as pd
+
+    rows = []
+    for i, (a, b) in enumerate([(np.uint16, np.uint8), (np.uint16, np.uint8), (np.float32, np.uint8)]):
+        tifffile.imwrite(tmp_path / f"a{i}.tif", np.zeros((8, 8), a))
+        tifffile.imwrite(tmp_path / f"b{i}.tif", np.zeros((8, 8), b))
+        rows.append({"Metadata_Field": f"f{i}", "Path_a": str(tmp_path / f"a{i}.tif"),
+                     "Path_b": str(tmp_path / f"b{i}.tif")})
+    assert images.check_plate_images(pd.DataFrame(rows[:2]), ["a", "b"]) == (8, 8)
+    with pytest.raises(InputError, match=r"a2\.tif: float32 pixels, but the plate's other a images are uint16"):
+        images.check_plate_images(pd.DataFrame(rows), ["a", "b"])
+
+
 def test_corrected_batches_read_every_field_in_order_into_the_given_buffers(tmp_path):
     stacks = {f"F{i}": images.to_uint16(np.full((2, 6, 5), i / 10)) for i in range(7)}
     for field_id, stack in stacks.items():

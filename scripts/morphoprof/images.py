@@ -64,11 +64,14 @@ def image_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def check_plate_images(fields, channels: list[str]) -> tuple[int, int]:
-    """Every image of a plate is a readable 2-D grey TIFF, all of one size; returns (H, W).
+    """Every image of a plate is a readable 2-D grey TIFF, all of one size, and each channel of one
+    pixel type; returns (H, W).
 
-    Reads headers only, so a plate is checked in seconds before any heavy job starts.
+    Reads headers only, so a plate is checked in seconds before any heavy job starts. Pixel types
+    may differ between channels, not within one: a float image scaled 0-1 among 16-bit counts
+    would be crushed to black by the plate's intensity bounds.
     """
-    size = None
+    size, dtypes = None, {}
     for _, row in fields.iterrows():
         for ch in channels:
             path = row[path_column(ch)]
@@ -79,6 +82,8 @@ def check_plate_images(fields, channels: list[str]) -> tuple[int, int]:
             elif shape != size:
                 raise InputError(f"{path}: {shape[0]}x{shape[1]} pixels, but the plate's other images are "
                                  f"{size[0]}x{size[1]}")
+            if dtypes.setdefault(ch, dtype) != dtype:
+                raise InputError(f"{path}: {dtype} pixels, but the plate's other {ch} images are {dtypes[ch]}")
     return size
 
 

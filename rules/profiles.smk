@@ -7,6 +7,8 @@ rule aggregate_profiles:
         "results/profiles/wells_raw.parquet",
     params:
         method=config["profiles"]["aggregate"],
+        nuclear=CHANNELS[0],
+        blank_contrast=config["qc"]["blank_contrast"],
     localrule: True
     log:
         "logs/aggregate_profiles.log",

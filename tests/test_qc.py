@@ -35,3 +35,29 @@ def test_fields_without_cells_or_far_too_many_are_flagged():
     assert flagged["QC_ManyCells"].tolist() == [False, False, False, False, True, False]
     assert flagged["QC_Pass"].tolist() == [False, True, True, True, False, True]
     assert qc.flag_cell_counts(counts, min_cells=0)["QC_FewCells"].sum() == 0
+
+
+def _screen(contrasts_by_plate, segmentation_pass=True):
+    rows = [(f"{plate}_f{i}", plate, c) for plate, cs in contrasts_by_plate.items() for i, c in enumerate(cs)]
+    fields = pd.DataFrame({"Metadata_Field": [r[0] for r in rows], "Metadata_Plate": [r[1] for r in rows]})
+    image = pd.DataFrame({"Metadata_Field": fields["Metadata_Field"], "QC_DNA_Contrast": [r[2] for r in rows],
+                          "QC_Pass": True})
+    segmentation = pd.DataFrame({"Metadata_Field": fields["Metadata_Field"], "QC_Pass": segmentation_pass})
+    return fields, image, segmentation
+
+
+def test_a_plate_of_noise_is_flagged_against_the_screen_and_stops_the_run():
+    import pytest
+
+    from morphoprof.metadata import InputError
+
+    fields, image, segmentation = _screen({"P1": [1.0, 1.1], "P2": [0.9, 1.2], "P3": [0.05, 0.06]})
+    blank = r"plate\(s\) \['P3'\] have no field passing QC \(blank next to the screen's other plates: \['P3'\]"
+    with pytest.raises(InputError, match=blank):
+        qc.fields_passing(fields, image, segmentation, "DNA")
+    assert qc.blank_plates(image, fields["Metadata_Plate"], "DNA") == ["P3"]
+    fields, image, segmentation = _screen({"P1": [1.0, 1.1], "P2": [0.9, 1.2]})
+    passed, blank = qc.fields_passing(fields, image, segmentation, "DNA")
+    assert passed.all() and blank == []
+    segmentation.loc[0, "QC_Pass"] = False
+    assert qc.fields_passing(fields, image, segmentation, "DNA")[0].tolist() == [False, True, True, True]

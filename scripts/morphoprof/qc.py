@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .metadata import FIELD, PLATE, InputError
+
 
 def field_measurements(stack: np.ndarray, channels: list[str]) -> dict[str, float]:
     """Mean, contrast (std/mean) and 99th percentile of each channel of one raw field."""
@@ -53,3 +55,28 @@ def flag_cell_counts(counts: pd.DataFrame, min_cells: int = 1, max_cells_factor:
     out["QC_ManyCells"] = count > max_cell_count(count, max_cells_factor)
     out["QC_Pass"] = ~(out["QC_FewCells"] | out["QC_ManyCells"])
     return out
+
+
+def blank_plates(image_qc: pd.DataFrame, plates: pd.Series, nuclear: str, blank_contrast: float = 0.2) -> list[str]:
+    """Plates whose median nuclear contrast is below ``blank_contrast`` times the screen's median
+    plate. Per-plate flags cannot see these: a plate of noise is its own reference."""
+    contrast = image_qc[f"QC_{nuclear}_Contrast"].groupby(plates.to_numpy()).median()
+    return sorted(contrast.index[contrast < blank_contrast * contrast.median()])
+
+
+def fields_passing(fields: pd.DataFrame, image_qc: pd.DataFrame, segmentation_qc: pd.DataFrame, nuclear: str,
+                   blank_contrast: float = 0.2) -> tuple[pd.Series, list[str]]:
+    """Which of ``fields`` (``Metadata_Field``, ``Metadata_Plate``) pass image QC, segmentation QC
+    and the screen-wide blank-plate check, and the blank plates. A plate left without any
+    passing field stops the run, named."""
+    ids = fields[FIELD]
+    image = image_qc.set_index(FIELD).loc[ids]
+    blank = blank_plates(image, fields[PLATE], nuclear, blank_contrast)
+    passed = (image["QC_Pass"].to_numpy() & ids.isin(segmentation_qc.loc[segmentation_qc["QC_Pass"], FIELD])
+              & ~fields[PLATE].isin(blank))
+    empty = sorted(set(fields[PLATE]) - set(fields.loc[passed, PLATE]))
+    if empty:
+        why = f"blank next to the screen's other plates: {blank}" if blank else "see results/qc/ and results/plots/"
+        raise InputError(f"plate(s) {empty} have no field passing QC ({why}): remove them from the image table, "
+                         "or check their images and the segmentation model")
+    return pd.Series(passed, index=fields.index), blank

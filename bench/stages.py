@@ -146,8 +146,8 @@ def preloaded_crops(fields: torch.Tensor, field_ids: list[str], centres: dict, s
     rule, embeds each batch's crops in passes of at most the device's cell batch size)."""
     found = [np.asarray(centres.get(f, np.zeros((0, 2))), np.float64) for f in field_ids]
     owners = torch.repeat_interleave(torch.arange(len(found)), torch.tensor([len(c) for c in found]))
-    return features.crop_cells(fields, owners.to(fields.device), torch.from_numpy(np.concatenate(found)).to(fields.device),
-                               size)
+    centres = torch.from_numpy(np.concatenate(found)).to(fields.device)
+    return features.crop_cells(fields, owners.to(fields.device), centres, size)
 
 
 def main():
@@ -189,7 +189,8 @@ def main():
 
         backbone = features.load_backbone(args.backbone)
         embedder = features.ImageEmbedder(backbone, device, precision="auto")
-        centres = {f: g[["Location_Center_Y", "Location_Center_X"]].to_numpy() for f, g in per_cell.groupby(metadata.FIELD)}
+        centres = {f: g[["Location_Center_Y", "Location_Center_X"]].to_numpy()
+                   for f, g in per_cell.groupby(metadata.FIELD)}
         cells = features.CellSettings(embedder, centres)
         stacks = [torch.from_numpy(images.read_corrected(tmp / "corrected", i)).to(device) for i in ids]
         preloaded = [torch.stack(stacks[k:k + batch]) for k in range(0, len(stacks), batch)]

@@ -18,8 +18,8 @@ if settings["level"] in ("field", "both"):
 if settings["level"] in ("cell", "both"):
     centres = {field_id: group[["Location_Center_Y", "Location_Center_X"]].to_numpy()
                for field_id, group in pd.read_parquet(snakemake.input.cells).groupby(metadata.FIELD)}  # noqa: F821
-    cells = features.CellSettings(features.ImageEmbedder(backbone, device, settings["cell_scale"], settings["precision"]),
-                                  centres, settings["crop_size"], tuple(settings["cell_aggregates"]),
+    cell_embedder = features.ImageEmbedder(backbone, device, settings["cell_scale"], settings["precision"])
+    cells = features.CellSettings(cell_embedder, centres, settings["crop_size"], tuple(settings["cell_aggregates"]),
                                   settings["cell_batch_size"])
 ids = list(fields[metadata.FIELD])
 with tqdm(total=len(ids), desc=f"features {snakemake.wildcards.plate}") as progress:  # noqa: F821

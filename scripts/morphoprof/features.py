@@ -9,7 +9,7 @@ The GPU is kept fed: worker threads decode a plate's stacks ahead of the network
 page-locked batches, each batch is copied to the device once, asynchronously, and everything
 after that (intensity baseline, whole-field embeddings, cell crops cut from the fields already
 there, their embeddings, many fields' crops per pass, per-field summaries) stays on the device
-until the plate is done. On CUDA the network runs under bfloat16 autocast by default.
+until the plate is done. On CUDA the network runs under float16 autocast by default.
 """
 
 from __future__ import annotations
@@ -206,7 +206,8 @@ def crop_cells(fields: torch.Tensor, owners: torch.Tensor, centres: torch.Tensor
     rows = torch.round(centres[:, 0]).long().clamp(0, height - 1)
     cols = torch.round(centres[:, 1]).long().clamp(0, width - 1)
     offsets = torch.arange(size, device=fields.device)
-    crops = padded[owners[:, None, None], :, (rows[:, None] + offsets)[:, :, None], (cols[:, None] + offsets)[:, None, :]]
+    crop_rows, crop_cols = (rows[:, None] + offsets)[:, :, None], (cols[:, None] + offsets)[:, None, :]
+    crops = padded[owners[:, None, None], :, crop_rows, crop_cols]
     return crops.permute(0, 3, 1, 2)
 
 
@@ -290,7 +291,8 @@ def extract_plate(folder, field_ids: list[str], channels: list[str], image_embed
                 single.append(cells.summaries(ids, stacks))
             if progress is not None:
                 progress.update(len(ids))
-    parts = [pd.DataFrame(torch.cat(baseline).cpu().numpy().astype(np.float64), columns=intensity_feature_names(channels))]
+    means = torch.cat(baseline).cpu().numpy().astype(np.float64)
+    parts = [pd.DataFrame(means, columns=intensity_feature_names(channels))]
     if whole:
         embedding = torch.cat(whole).cpu().numpy()
         parts.append(pd.DataFrame(embedding, columns=cnn_feature_names(channels, embedding.shape[1] // len(channels))))

@@ -6,7 +6,6 @@ Corrected fields are kept as (channels, H, W) uint16 stacks holding intensities 
 
 from __future__ import annotations
 
-import functools
 import os
 import zlib
 from collections import deque
@@ -156,9 +155,12 @@ def read_corrected(folder: str | Path, field_id: str) -> np.ndarray:
     return from_uint16(read_stack(corrected_path(folder, field_id)))
 
 
+def _uint16_array(shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, np.uint16)
+
+
 def corrected_batches(folder: str | Path, field_ids: list[str], batch_size: int, workers: int = 2,
-                      allocate: Callable = functools.partial(np.empty, dtype=np.uint16),
-                      ahead: int = 2) -> Iterator[tuple[list[str], object]]:
+                      allocate: Callable = _uint16_array, ahead: int = 2) -> Iterator[tuple[list[str], object]]:
     """Yield ``(ids, batch)`` for a plate's corrected stacks, ``batch_size`` fields at a time.
 
     ``workers`` threads decode each stack straight into its slot of a (fields, channels, H, W)

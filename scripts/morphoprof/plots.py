@@ -105,7 +105,8 @@ def scores_by_method(table: pd.DataFrame, path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4.5))
     width = 0.8 / len(metrics)
     for i, metric in enumerate(metrics):
-        ax.bar(np.arange(len(rows)) + i * width, rows[metric].astype(float), width, label=metric.upper())  # null: no bar
+        heights = rows[metric].astype(float)  # a null score: no bar
+        ax.bar(np.arange(len(rows)) + i * width, heights, width, label=metric.upper())
     ax.set_xticks(np.arange(len(rows)) + width, rows["normalization"] + "\n" + rows["family"], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.legend()

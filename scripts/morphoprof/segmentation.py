@@ -231,7 +231,8 @@ def network_flows(model, images: np.ndarray, diameter: float | None = None, batc
     x = transforms.convert_image(np.moveaxis(stack, 1, -1) if two_channel else stack,
                                  [1, 2] if two_channel else [0, 0], channel_axis=3 if two_channel else None,
                                  z_axis=0, do_3D=False, nchan=model.nchan)
-    normalize = {**models.normalize_default, "norm3D": False, "lowhigh": None if lowhigh is None else np.asarray(lowhigh)}
+    bounds = None if lowhigh is None else np.asarray(lowhigh)
+    normalize = {**models.normalize_default, "norm3D": False, "lowhigh": bounds}
     x = transforms.normalize_img(np.asarray(x), **normalize)
     dP, cellprob, _ = model._run_net(x, rescale=rescale, augment=False, batch_size=batch_size, tile_overlap=0.1,
                                      bsize=tile, resample=True, do_3D=False)

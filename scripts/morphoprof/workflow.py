@@ -42,7 +42,8 @@ def partial_config(path: str | Path | None, defaults: str | Path, schema_file: s
         except (OSError, yaml.YAMLError) as err:
             raise md.InputError(f"{path}: not a readable YAML config ({str(err).splitlines()[0]})") from err
         if not isinstance(overrides, dict):
-            raise md.InputError(f"{path}: a config is a mapping of blocks (profiles:, ...), not {type(overrides).__name__}")
+            raise md.InputError(f"{path}: a config is a mapping of blocks (profiles:, ...), "
+                                f"not {type(overrides).__name__}")
         for key, block in overrides.items():
             both_blocks = isinstance(block, dict) and isinstance(config.get(key), dict)
             config[key] = {**config[key], **block} if both_blocks else block

@@ -1,11 +1,8 @@
 import functools
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-
-from morphoprof import metadata, segmentation, workflow as mp_workflow  # noqa: E402
+from morphoprof import metadata, segmentation
 
 
 mp_workflow.check_config(config, Path(workflow.basedir) / "config" / "config.schema.yaml")

@@ -224,3 +224,11 @@ def test_plate_names_with_regex_characters_are_planned(tmp_path):
                        segmentation={**DEFAULT_CONFIG["segmentation"], "model": "nuclei"})
     result = _snakemake(workdir, "-n", "--quiet", "rules")
     assert "segment_plate" in result.stdout + result.stderr
+
+
+def test_a_yaml_error_names_the_file_and_line(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("input:\n  format: simulated\n image_table: x\n")
+    result = _snakemake(tmp_path, "-n", check=False)
+    assert result.returncode != 0
+    assert "config/config.yaml: line 3, column" in result.stdout + result.stderr

@@ -17,6 +17,21 @@ SIMULATED_IMAGES = "results/simulated/images"
 SIMULATED_MASKS = "results/simulated/masks"
 
 
+def check_yaml(path: str | Path) -> None:
+    """A config file's YAML syntax, or a Python tag in it, named with the file, line and column:
+    Snakemake's own message names neither. A missing file is left to Snakemake."""
+    import yaml
+
+    if not Path(path).is_file():
+        return
+    try:
+        yaml.safe_load(Path(path).read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise md.InputError(f"{path}: {where}{err.problem or err.context}") from err
+
+
 def check_config(config: dict, schema_file: str | Path) -> None:
     """The config against its JSON schema: the first fault as one line naming the key, without the
     schema dump Snakemake's own validation prints."""

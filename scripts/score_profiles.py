@@ -57,9 +57,10 @@ def score(args) -> None:
     else:
         fields = metadata.generic_fields(args.image_table, args.channels or [])
         fields = metadata.attach_moa(fields, metadata.read_moa_table(args.moa_table), args.control, args.moa_table)
-    wells = metadata.join_well_profiles(metadata.read_table(args.profiles), args.profiles, fields,
-                                        args.plate_column, args.well_column, args.family)
-    print(f"{args.profiles}: {len(wells)} wells matched the image table", file=sys.stderr)
+    table = metadata.read_table(args.profiles)
+    wells = metadata.join_well_profiles(table, args.profiles, fields, args.plate_column, args.well_column, args.family)
+    print(f"{args.profiles}: {len(wells)} of {len(table)} wells matched the image table's annotated wells; "
+          f"{len(table) - len(wells)} left out", file=sys.stderr)
     _, treatments = profiles.build_profiles(wells, args.control, settings)
     summary, _ = scoring.evaluate(treatments, args.family)
     summary["normalization"] = settings["normalization"]

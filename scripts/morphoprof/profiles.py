@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA, PLATE, WELL
+from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA, PLATE, WELL, InputError
 
 WELL_KEYS = [PLATE, WELL]
 
@@ -71,7 +71,8 @@ def _centre_on_plate_controls(wells: pd.DataFrame, control: str, robust: bool) -
         on_plate = plates == plate
         controls = values[on_plate & is_control]
         if len(controls) == 0:
-            raise ValueError(f"plate {plate}: no {control} wells to normalize against")
+            raise InputError(f"plate {plate}: no {control} wells to normalize against (none matched, or QC left "
+                             "them all out)")
         centre = np.median(controls, axis=0) if robust else controls.mean(axis=0)
         values[on_plate] -= centre
         controls = controls - centre

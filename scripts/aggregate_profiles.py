@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from morphoprof import metadata, profiles, qc, workflow
+from morphoprof import jobs, metadata, profiles, qc
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 fields = pd.concat([pd.read_parquet(p) for p in snakemake.input.features], ignore_index=True)  # noqa: F821
 image_qc, segmentation_qc = (pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
                              for tables in (snakemake.input.qc, snakemake.input.segmentation_qc))  # noqa: F821

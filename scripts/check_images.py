@@ -6,9 +6,9 @@ the DAG small; it changes (and the plate reruns) when the plate's fields change.
 
 import pandas as pd
 
-from morphoprof import images, workflow
+from morphoprof import images, jobs
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
 height, width = images.check_plate_images(fields, snakemake.params.channels)  # noqa: F821
 fields.assign(Metadata_Height=height, Metadata_Width=width).to_csv(snakemake.output[0], index=False)  # noqa: F821

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from morphoprof import plots, profiles, scoring, workflow
+from morphoprof import jobs, plots, profiles, scoring
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 wells = pd.read_parquet(snakemake.input[0])  # noqa: F821
 rows = []
 for method in profiles.NORMALIZATIONS:

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from morphoprof import illumination, images, metadata, workflow
+from morphoprof import illumination, images, jobs, metadata
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 plate = snakemake.wildcards.plate  # noqa: F821
 channels = snakemake.params.channels  # noqa: F821
 settings = snakemake.params.intensity  # noqa: F821

@@ -4,13 +4,13 @@ baseline) of every field of a plate."""
 import pandas as pd
 from tqdm import tqdm
 
-from morphoprof import features, metadata, workflow
+from morphoprof import features, jobs, metadata
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 settings = snakemake.params.settings  # noqa: F821
 channels = snakemake.params.channels  # noqa: F821
 fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
-device = workflow.pick_device()
+device = jobs.pick_device()
 backbone = features.load_backbone(settings["backbone"], settings["weights_dir"])
 image_embedder, cells = None, None
 if settings["level"] in ("field", "both"):

@@ -3,9 +3,9 @@
 import pandas as pd
 from tqdm import tqdm
 
-from morphoprof import illumination, images, metadata, plots, workflow
+from morphoprof import illumination, images, jobs, metadata, plots
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 plate, channel = snakemake.wildcards.plate, snakemake.wildcards.channel  # noqa: F821
 settings = snakemake.params.settings  # noqa: F821
 fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from morphoprof import profiles, workflow
+from morphoprof import jobs, profiles
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 wells, treatments = profiles.build_profiles(pd.read_parquet(snakemake.input[0]), snakemake.params.control,  # noqa: F821
                                             snakemake.params.settings)  # noqa: F821
 wells.to_parquet(snakemake.output.wells, index=False)  # noqa: F821

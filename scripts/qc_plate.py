@@ -3,9 +3,9 @@
 import pandas as pd
 from tqdm import tqdm
 
-from morphoprof import images, metadata, qc, workflow
+from morphoprof import images, jobs, metadata, qc
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 channels = snakemake.params.channels  # noqa: F821
 fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
 rows = []

@@ -5,9 +5,9 @@ import json
 import pandas as pd
 import umap
 
-from morphoprof import metadata, plots, profiles, scoring, workflow
+from morphoprof import jobs, metadata, plots, profiles, scoring
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 treatments = pd.read_parquet(snakemake.input[0])  # noqa: F821
 family = snakemake.params.family  # noqa: F821
 summary, table = scoring.evaluate(treatments, family, snakemake.params.baselines, snakemake.params.levels)  # noqa: F821

@@ -4,12 +4,12 @@ of a plate, per-field counts, and a per-cell table of centroids, areas and mean 
 import pandas as pd
 from tqdm import tqdm
 
-from morphoprof import metadata, segmentation, workflow
+from morphoprof import jobs, metadata, segmentation
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 settings = snakemake.params.settings  # noqa: F821
 fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
-device = workflow.pick_device()
+device = jobs.pick_device()
 nuclei_model = segmentation.load_model(snakemake.params.model, device)  # noqa: F821
 cells = settings["cells"]
 cell_model = segmentation.load_model(cells["model"], device) if cells["model"] else None

@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 
-from morphoprof import images, metadata, plots, qc, workflow
+from morphoprof import images, jobs, metadata, plots, qc
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 plate = snakemake.wildcards.plate  # noqa: F821
 settings = snakemake.params.settings  # noqa: F821
 fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from morphoprof import images, simulate, workflow
+from morphoprof import images, jobs, simulate
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 params = simulate.ScreenParams.from_config(snakemake.params.screen)  # noqa: F821
 plate = snakemake.wildcards.plate  # noqa: F821
 image_dir, mask_dir = Path(snakemake.output.images), Path(snakemake.output.masks)  # noqa: F821

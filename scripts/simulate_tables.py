@@ -1,8 +1,8 @@
 """Rule simulate_tables: the simulated screen as a generic image table and an MOA table."""
 
-from morphoprof import simulate, workflow
+from morphoprof import jobs, simulate
 
-workflow.start_job(snakemake)  # noqa: F821
+jobs.start_job(snakemake)  # noqa: F821
 params = simulate.ScreenParams.from_config(snakemake.params.screen)  # noqa: F821
 layout = simulate.screen_layout(params)
 for channel in simulate.CHANNELS:

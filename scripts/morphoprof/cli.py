@@ -1,11 +1,11 @@
-"""Score another tool's per-well profiles with morphoprof's normalization and MOA scoring.
+"""``morphoprof-score``: score another tool's per-well profiles with morphoprof's normalization and MOA scoring.
 
 The profile table (CSV/TSV/Parquet, e.g. CellProfiler per-well means) has one row per well,
 a plate and a well column, and numeric feature columns. It is joined with BBBC021's image
 and MOA tables (or a generic image table and MOA table), then run through the same
 normalization, aggregation and scoring as the workflow, writing the same JSON.
 
-  python scripts/score_profiles.py wells.csv --image-table BBBC021_v1_image.csv \\
+  morphoprof-score wells.csv --image-table BBBC021_v1_image.csv \\
       --moa-table BBBC021_v1_moa.csv --out scores.json [--format bbbc021|table]
       [--plate-column Metadata_Plate] [--well-column Metadata_Well] [--normalization zscore]
 """
@@ -15,15 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from morphoprof import metadata, profiles, scoring, workflow  # noqa: E402
-
-CONFIG = Path(__file__).resolve().parents[1] / "config"
+from . import metadata, profiles, scoring, screen
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def score_profiles(argv: list[str] | None = None) -> None:
+    """The command line: parse, score, and end in one line with exit status 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="morphoprof-score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("profiles", help="per-well profile table")
     parser.add_argument("--image-table", required=True)
     parser.add_argument("--moa-table", required=True)
@@ -43,12 +40,12 @@ def main(argv=None):
     try:
         score(args)
     except metadata.InputError as err:
-        parser.exit(2, f"score_profiles: {err}\n")
+        parser.exit(2, f"morphoprof-score: {err}\n")
 
 
 def score(args) -> None:
     """Join, normalize, aggregate and score; write the JSON (and treatments) and print the headline."""
-    settings = workflow.partial_config(args.config, CONFIG / "config.yaml", CONFIG / "config.schema.yaml")["profiles"]
+    settings = screen.partial_config(args.config, screen.CONFIG / "config.yaml", screen.CONFIG / "config.schema.yaml")["profiles"]
     if args.normalization:
         settings["normalization"] = args.normalization
     if args.format == "bbbc021":
@@ -73,6 +70,3 @@ def score(args) -> None:
     for score, reason in summary["undefined"].items():
         print(f"{score} not scored: {reason}")
 
-
-if __name__ == "__main__":
-    main()

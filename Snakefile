@@ -23,6 +23,7 @@ include: "rules/profiles.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/profiles/treatments.parquet",
         "results/scores/moa.json",
@@ -33,5 +34,4 @@ rule all:
         segmentation_plots(),
         illumination_plots(),
         simulated_tables(),
-    default_target: True
     localrule: True

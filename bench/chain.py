@@ -40,9 +40,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from morphoprof import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BBBC021_FIELDS = 13_200
 GPU_RULES = ["segment_plate", "extract_features"]
@@ -53,9 +53,15 @@ SETUP_RULES = ["simulate_plate", "train_cellpose"]
 def write_config(folder: Path, args) -> dict:
     """The default config with a BBBC021-sized simulated screen, written to folder/config; its simulate block."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["simulate"].update(plates=args.plates, batches=min(config["simulate"]["batches"], args.plates),
-                              sites=args.sites, height=args.size[0], width=args.size[1],
-                              cells_per_field=args.cells, control_wells=args.control_wells)
+    config["simulate"].update(
+        plates=args.plates,
+        batches=min(config["simulate"]["batches"], args.plates),
+        sites=args.sites,
+        height=args.size[0],
+        width=args.size[1],
+        cells_per_field=args.cells,
+        control_wells=args.control_wells,
+    )
     (folder / "config").mkdir(parents=True)
     (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return config["simulate"]
@@ -66,8 +72,21 @@ def run_snakemake(folder: Path, plates: list[str], cores: int, gpus: int, extra:
     but part of every real run), logging to folder/snakemake.log; its wall seconds."""
     targets = [f"results/{kind}/{plate}.parquet" for plate in plates for kind in ("features", "qc/segmentation")]
     # targets first: --resources takes several values
-    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"),
-               "--directory", str(folder), "--cores", str(cores), *extra, "--resources", f"gpu={gpus}"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *targets,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(folder),
+        "--cores",
+        str(cores),
+        *extra,
+        "--resources",
+        f"gpu={gpus}",
+    ]
     log = folder / "snakemake.log"
     start = time.perf_counter()
     with open(log, "w") as stream:
@@ -81,8 +100,10 @@ def run_snakemake(folder: Path, plates: list[str], cores: int, gpus: int, extra:
 def rule_seconds(folder: Path) -> pd.Series:
     """Wall seconds per rule, summed over its benchmark files (plates, and channels where it has them)."""
     benchmarks = folder / "benchmarks"
-    rows = [(tsv.stem if tsv.parent == benchmarks else tsv.parent.name, pd.read_csv(tsv, sep="\t")["s"].sum())
-            for tsv in benchmarks.rglob("*.tsv")]
+    rows = [
+        (tsv.stem if tsv.parent == benchmarks else tsv.parent.name, pd.read_csv(tsv, sep="\t")["s"].sum())
+        for tsv in benchmarks.rglob("*.tsv")
+    ]
     return pd.DataFrame(rows, columns=["rule", "s"]).groupby("rule")["s"].sum()
 
 
@@ -111,10 +132,14 @@ def print_projection(seconds: pd.Series, fields: int, cores: int, gpus: int) -> 
     print(f"\nprojection for {BBBC021_FIELDS:,} fields (linear in fields, from this run):")
     print(f"  GPU-bound  {gpu_min:7.1f} min  {' + '.join(GPU_RULES)}, one job per GPU slot (gpu={gpus})")
     print(f"  CPU-bound  {cpu_min:7.1f} min  {' + '.join(CPU_RULES)} over {cores} cores")
-    print(f"  wall time  {max(gpu_min, cpu_min):7.1f} min  the larger of the two "
-          "(goal: within 10 minutes on one H100-class GPU with 16 cores)")
-    print(f"  not included: simulate_plate {seconds['simulate_plate'] / fields:.2f} s/field (benchmark input only), "
-          f"train_cellpose {seconds['train_cellpose']:.0f} s (one-off)")
+    print(
+        f"  wall time  {max(gpu_min, cpu_min):7.1f} min  the larger of the two "
+        "(goal: within 10 minutes on one H100-class GPU with 16 cores)"
+    )
+    print(
+        f"  not included: simulate_plate {seconds['simulate_plate'] / fields:.2f} s/field (benchmark input only), "
+        f"train_cellpose {seconds['train_cellpose']:.0f} s (one-off)"
+    )
 
 
 def main():
@@ -122,8 +147,12 @@ def main():
     parser.add_argument("--plates", type=int, default=2)
     parser.add_argument("--sites", type=int, default=1, help="fields per well (BBBC021: 4)")
     parser.add_argument("--size", type=int, nargs=2, default=(1024, 1280), metavar=("H", "W"))
-    parser.add_argument("--cells", type=float, default=7.5,
-                        help="simulate.cells_per_field: nuclei per 256x256 px area (7.5: ~150 per 1024x1280 field)")
+    parser.add_argument(
+        "--cells",
+        type=float,
+        default=7.5,
+        help="simulate.cells_per_field: nuclei per 256x256 px area (7.5: ~150 per 1024x1280 field)",
+    )
     parser.add_argument("--control-wells", type=int, default=6, help="DMSO wells per plate")
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--gpus-resource", type=int, default=1, metavar="K", help="snakemake --resources gpu=K")
@@ -135,14 +164,19 @@ def main():
         screen = write_config(folder, args)
         per_plate = simulate.screen_layout(simulate.ScreenParams.from_config(screen)).groupby("plate").size()
         fields = int(per_plate.sum())
-        print(f"screen: {len(per_plate)} plates, fields per plate {', '.join(map(str, per_plate))} ({fields} fields), "
-              f"{args.size[0]}x{args.size[1]} px x 3 channels, "
-              f"~{args.cells * args.size[0] * args.size[1] / 256 ** 2:.0f} nuclei requested per field")
+        print(
+            f"screen: {len(per_plate)} plates, fields per plate {', '.join(map(str, per_plate))} ({fields} fields), "
+            f"{args.size[0]}x{args.size[1]} px x 3 channels, "
+            f"~{args.cells * args.size[0] * args.size[1] / 256**2:.0f} nuclei requested per field"
+        )
         print(f"running snakemake --cores {args.cores} --resources gpu={args.gpus_resource} in {folder}", flush=True)
-        wall = run_snakemake(folder, list(per_plate.index), args.cores, args.gpus_resource,
-                             shlex.split(args.snakemake_args))
-        counts = pd.concat(pd.read_parquet(folder / f"results/segmentation/{plate}.parquet", columns=["Cells_Count"])
-                           for plate in per_plate.index)["Cells_Count"]
+        wall = run_snakemake(
+            folder, list(per_plate.index), args.cores, args.gpus_resource, shlex.split(args.snakemake_args)
+        )
+        counts = pd.concat(
+            pd.read_parquet(folder / f"results/segmentation/{plate}.parquet", columns=["Cells_Count"])
+            for plate in per_plate.index
+        )["Cells_Count"]
         print(f"chain wall time {wall:.0f} s; mean nuclei segmented per field {counts.mean():.0f}")
         print(f"GPU rules' device: {gpu_device()}")
         seconds = rule_seconds(folder)

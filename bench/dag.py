@@ -53,18 +53,38 @@ def main():
         folder = Path(args.keep or tmp)
         start = time.perf_counter()
         write_screen(folder / "images", args.plates, args.wells, args.sites)
-        print(f"wrote {args.plates * args.wells * args.sites} fields x 3 placeholder files "
-              f"in {time.perf_counter() - start:.1f} s")
+        print(
+            f"wrote {args.plates * args.wells * args.sites} fields x 3 placeholder files "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
         config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-        config["input"] = {"format": "table", "image_table": str(folder / "images/images.csv"),
-                           "moa_table": str(folder / "images/moa.csv"), "image_root": ""}
+        config["input"] = {
+            "format": "table",
+            "image_table": str(folder / "images/images.csv"),
+            "moa_table": str(folder / "images/moa.csv"),
+            "image_root": "",
+        }
         config["channels"] = CHANNELS
         config["segmentation"]["model"] = "nuclei"
         (folder / "config").mkdir()
         (folder / "config/config.yaml").write_text(yaml.safe_dump(config))
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-                                 str(folder), "-n", "--quiet", "rules"], capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "-s",
+                str(ROOT / "Snakefile"),
+                "--directory",
+                str(folder),
+                "-n",
+                "--quiet",
+                "rules",
+            ],
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - start
         if result.returncode != 0:
             sys.exit(result.stdout[-2000:] + result.stderr[-4000:])

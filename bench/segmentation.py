@@ -25,11 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-
 from morphoprof import illumination, images, jobs, segmentation, simulate
 
-SETTINGS = {"diameter": 0, "flow_threshold": 0.4, "cellprob_threshold": 0.0, "batch_size": 8,
-            "cells": {"diameter": 0}}
+SETTINGS = {"diameter": 0, "flow_threshold": 0.4, "cellprob_threshold": 0.0, "batch_size": 8, "cells": {"diameter": 0}}
 
 
 def timed(run):
@@ -49,8 +47,16 @@ def main():
     jobs.reuse_freed_memory()  # as every rule job does
     device = jobs.pick_device()
     channels = list(simulate.CHANNELS)
-    params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=args.fields, height=args.size[0],
-                                   width=args.size[1], blank_fraction=0, debris_fraction=0)
+    params = simulate.ScreenParams(
+        plates=1,
+        batches=1,
+        moas=1,
+        sites=args.fields,
+        height=args.size[0],
+        width=args.size[1],
+        blank_fraction=0,
+        debris_fraction=0,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ids, raws, truth = [], [], []
@@ -62,20 +68,42 @@ def main():
             raws.append(raw[0])
             truth.append(labels)
         model_path = tmp / "model" / "cellpose_bench.pth"
-        segmentation.train(raws[:12], truth[:12], model_path, n_epochs=args.epochs, nbase=(32, 64, 128, 256),
-                           device=device)
+        segmentation.train(
+            raws[:12], truth[:12], model_path, n_epochs=args.epochs, nbase=(32, 64, 128, 256), device=device
+        )
         diameter = float(segmentation.load_model(str(model_path), device).diam_labels)
         settings = {**SETTINGS, "diameter": diameter}
 
         def rule():
             model = segmentation.load_model(str(model_path), device)
-            return segmentation.segment_plate(tmp / "corrected", ids, channels, tmp / "masks", model, settings,
-                                              workers=args.threads)
+            return segmentation.segment_plate(
+                tmp / "corrected", ids, channels, tmp / "masks", model, settings, workers=args.threads
+            )
 
         rule_seconds, (counts, per_cell) = timed(rule)
-        command = [sys.executable, "-m", "cellpose", "--dir", str(tmp / "dna"), "--pretrained_model", str(model_path),
-                   "--diameter", str(diameter), "--chan", "0", "--chan2", "0", "--flow_threshold", "0.4",
-                   "--cellprob_threshold", "0.0", "--save_tif", "--no_npy", "--batch_size", "8"]
+        command = [
+            sys.executable,
+            "-m",
+            "cellpose",
+            "--dir",
+            str(tmp / "dna"),
+            "--pretrained_model",
+            str(model_path),
+            "--diameter",
+            str(diameter),
+            "--chan",
+            "0",
+            "--chan2",
+            "0",
+            "--flow_threshold",
+            "0.4",
+            "--cellprob_threshold",
+            "0.0",
+            "--save_tif",
+            "--no_npy",
+            "--batch_size",
+            "8",
+        ]
         if device.type == "cuda":
             command.append("--use_gpu")
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -84,12 +112,16 @@ def main():
             raise SystemExit(f"cellpose CLI failed:\n{finished.stderr[-3000:]}")
         cli_masks = [images.read_image(tmp / "dna" / f"{i}_cp_masks.tif") for i in ids]
         rule_masks = [images.read_image(images.mask_path(tmp / "masks", i)) for i in ids]
-        ap = {name: segmentation.average_precision(truth, masks) for name, masks in
-              (("rule", rule_masks), ("cli", cli_masks))}
+        ap = {
+            name: segmentation.average_precision(truth, masks)
+            for name, masks in (("rule", rule_masks), ("cli", cli_masks))
+        }
 
     n = args.fields
-    print(f"{n} fields of {args.size[0]}x{args.size[1]}, {args.threads} threads, {device}; "
-          f"{len(per_cell)} nuclei ({pd.Series(counts['Cells_Count']).mean():.1f} per field)")
+    print(
+        f"{n} fields of {args.size[0]}x{args.size[1]}, {args.threads} threads, {device}; "
+        f"{len(per_cell)} nuclei ({pd.Series(counts['Cells_Count']).mean():.1f} per field)"
+    )
     print(f"  segmentation rule      {n / rule_seconds:6.2f} fields/s   AP@0.5 {ap['rule']:.3f}")
     print(f"  cellpose command line  {n / cli_seconds:6.2f} fields/s   AP@0.5 {ap['cli']:.3f}")
     print(f"rule / command line:      {cli_seconds / rule_seconds:.2f}x  (goal >= 2)")

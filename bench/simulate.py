@@ -19,14 +19,11 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-
-from morphoprof import simulate
+from morphoprof import simulate  # noqa: E402
 
 GOAL_FIELDS_PER_S = 4.0
 
@@ -56,19 +53,34 @@ def main():
     parser.add_argument("--cells", type=float, default=150, help="nuclei per field of --size in the sparse runs")
     args = parser.parse_args()
     height, width = args.size
-    sparse_density = args.cells * 256 ** 2 / (height * width)
+    sparse_density = args.cells * 256**2 / (height * width)
     clean = {"blank_fraction": 0, "debris_fraction": 0}
     runs = [
-        ("sparse", f"render_field {height}x{width}, cells_per_field {sparse_density:.2f}",
-         lambda: time_render_field(simulate.ScreenParams(height=height, width=width, cells_per_field=sparse_density,
-                                                         **clean), args.fields)),
-        ("dense", f"render_field {height}x{width}, cells_per_field 40",
-         lambda: time_render_field(simulate.ScreenParams(height=height, width=width, **clean), args.fields)),
-        ("small", "render_field 256x256, cells_per_field 40",
-         lambda: time_render_field(simulate.ScreenParams(**clean), args.fields * 10)),
-        ("plate", f"simulate_plate {height}x{width}, cells_per_field {sparse_density:.2f}",
-         lambda: time_simulate_plate(simulate.ScreenParams(height=height, width=width, plates=1, batches=1,
-                                                           cells_per_field=sparse_density), args.fields)),
+        (
+            "sparse",
+            f"render_field {height}x{width}, cells_per_field {sparse_density:.2f}",
+            lambda: time_render_field(
+                simulate.ScreenParams(height=height, width=width, cells_per_field=sparse_density, **clean), args.fields
+            ),
+        ),
+        (
+            "dense",
+            f"render_field {height}x{width}, cells_per_field 40",
+            lambda: time_render_field(simulate.ScreenParams(height=height, width=width, **clean), args.fields),
+        ),
+        (
+            "small",
+            "render_field 256x256, cells_per_field 40",
+            lambda: time_render_field(simulate.ScreenParams(**clean), args.fields * 10),
+        ),
+        (
+            "plate",
+            f"simulate_plate {height}x{width}, cells_per_field {sparse_density:.2f}",
+            lambda: time_simulate_plate(
+                simulate.ScreenParams(height=height, width=width, plates=1, batches=1, cells_per_field=sparse_density),
+                args.fields,
+            ),
+        ),
     ]
     print(f"one core, {args.fields} fields per run ({args.fields * 10} at 256x256)")
     rates = {}
@@ -76,8 +88,10 @@ def main():
         rates[name], nuclei = run()
         print(f"  {name:6s} {label:48s} {rates[name]:7.2f} fields/s  {nuclei:6.1f} nuclei/field")
     verdict = "met" if rates["sparse"] >= GOAL_FIELDS_PER_S else "NOT met"
-    print(f"sparse: {rates['sparse']:.2f} fields/s per core (goal >= {GOAL_FIELDS_PER_S:g} at 1024x1280, ~150 cells): "
-          f"{verdict}")
+    print(
+        f"sparse: {rates['sparse']:.2f} fields/s per core (goal >= {GOAL_FIELDS_PER_S:g} at 1024x1280, ~150 cells): "
+        f"{verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ trained here on the simulated nuclei unless --model names one.
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +31,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-
 
 from morphoprof import features, illumination, images, jobs, metadata, segmentation, simulate
 
@@ -58,8 +56,16 @@ class GpuUtilization:
         try:
             return float(torch.cuda.utilization(self.device))
         except Exception:  # no pynvml: ask nvidia-smi
-            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                  f"--id={self.device.index or 0}"], capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    "nvidia-smi",
+                    "--query-gpu=utilization.gpu",
+                    "--format=csv,noheader,nounits",
+                    f"--id={self.device.index or 0}",
+                ],
+                capture_output=True,
+                text=True,
+            )
             return float(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
 
     def _loop(self):
@@ -99,8 +105,17 @@ def timed(device, run):
 
 def write_fields(folder: Path, n: int, size, cells_per_field: float):
     """Simulated fields as corrected stacks; returns their ids and true nuclei labels."""
-    params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=n, height=size[0], width=size[1],
-                                   cells_per_field=cells_per_field, blank_fraction=0, debris_fraction=0)
+    params = simulate.ScreenParams(
+        plates=1,
+        batches=1,
+        moas=1,
+        sites=n,
+        height=size[0],
+        width=size[1],
+        cells_per_field=cells_per_field,
+        blank_fraction=0,
+        debris_fraction=0,
+    )
     ids, truth = [], []
     for i, (_, raw, labels) in zip(range(n), simulate.simulate_plate(params, "SIM01")):
         stack = np.stack([images.to_uint16(illumination.rescale(p, 100, 20000)) for p in raw.astype(np.float32)])
@@ -172,60 +187,86 @@ def main():
         model = segmentation.load_model(str(model_path), device)
 
         segmentation.segment_plate(tmp / "corrected", ids[:2], channels, tmp / "warm", model, SETTINGS, workers=1)
-        seconds, (counts, per_cell), gpu = timed(device, lambda: segmentation.segment_plate(
-            tmp / "corrected", ids, channels, tmp / "masks", model, SETTINGS, workers=args.threads))
+        seconds, (counts, per_cell), gpu = timed(
+            device,
+            lambda: segmentation.segment_plate(
+                tmp / "corrected", ids, channels, tmp / "masks", model, SETTINGS, workers=args.threads
+            ),
+        )
         bare = bare_cellpose(model, args.fields, args.size, SETTINGS["batch_size"], device)
         bare()
         rows.append(("segmentation", seconds, timed(device, bare)[0], gpu))
         masks = [images.read_image(images.mask_path(tmp / "masks", i)) for i in ids]
         ap = segmentation.average_precision(truth, masks)
         shown = np.stack([images.read_corrected(tmp / "corrected", i)[0] for i in ids[:4]])
-        flows = segmentation.network_flows(model, shown, batch_size=SETTINGS["batch_size"],
-                                           lowhigh=segmentation.intensity_bounds(tmp / "corrected", ids)[0])
+        flows = segmentation.network_flows(
+            model,
+            shown,
+            batch_size=SETTINGS["batch_size"],
+            lowhigh=segmentation.intensity_bounds(tmp / "corrected", ids)[0],
+        )
         torch.set_num_threads(1)
         mask_seconds = timed(device, lambda: segmentation.masks_from_flows(flows))[0] / len(shown)
         torch.set_num_threads(args.threads)
 
         backbone = features.load_backbone(args.backbone)
         embedder = features.ImageEmbedder(backbone, device, precision="auto")
-        centres = {f: g[["Location_Center_Y", "Location_Center_X"]].to_numpy()
-                   for f, g in per_cell.groupby(metadata.FIELD)}
+        centres = {
+            f: g[["Location_Center_Y", "Location_Center_X"]].to_numpy() for f, g in per_cell.groupby(metadata.FIELD)
+        }
         cells = features.CellSettings(embedder, centres)
         stacks = [torch.from_numpy(images.read_corrected(tmp / "corrected", i)).to(device) for i in ids]
-        preloaded = [torch.stack(stacks[k:k + batch]) for k in range(0, len(stacks), batch)]
+        preloaded = [torch.stack(stacks[k : k + batch]) for k in range(0, len(stacks), batch)]
 
         def rule(image_embedder=None, cell_settings=None, fields=ids):
-            return lambda: features.extract_plate(tmp / "corrected", fields, channels, image_embedder, cell_settings,
-                                                  batch, args.threads)
+            return lambda: features.extract_plate(
+                tmp / "corrected", fields, channels, image_embedder, cell_settings, batch, args.threads
+            )
 
         rule(embedder, cells, ids[:batch])()  # warm-up
         seconds, _, gpu = timed(device, rule(embedder))
         rows.append(("whole field", seconds, timed(device, lambda: [embedder.embed(b) for b in preloaded])[0], gpu))
         seconds, _, gpu = timed(device, rule(cell_settings=cells))
-        crops = [preloaded_crops(b, ids[k * batch:(k + 1) * batch], centres, cells.crop_size)
-                 for k, b in enumerate(preloaded)]
+        crops = [
+            preloaded_crops(b, ids[k * batch : (k + 1) * batch], centres, cells.crop_size)
+            for k, b in enumerate(preloaded)
+        ]
         step = features.default_cell_batch_size(device)
-        rows.append(("single cell", seconds,
-                     timed(device, lambda: [embedder.embed(c) for b in crops for c in torch.split(b, step)])[0], gpu))
+        rows.append(
+            (
+                "single cell",
+                seconds,
+                timed(device, lambda: [embedder.embed(c) for b in crops for c in torch.split(b, step)])[0],
+                gpu,
+            )
+        )
 
         null = features.ImageEmbedder(features.Backbone("null", ChannelMeans(), (0.5,) * 3, (0.5,) * 3), device)
         null_seconds, _, _ = timed(device, rule(null))
 
     n = args.fields
-    print(f"{n} fields of {args.size[0]}x{args.size[1]} x {len(channels)} channels, "
-          f"{pd.Series(counts['Cells_Count']).mean():.0f} nuclei per field (AP@0.5 {ap:.3f}), {args.threads} threads, "
-          f"{device}{' ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}, "
-          f"feature batch {batch} fields, autocast {embedder.dtype}")
+    print(
+        f"{n} fields of {args.size[0]}x{args.size[1]} x {len(channels)} channels, "
+        f"{pd.Series(counts['Cells_Count']).mean():.0f} nuclei per field (AP@0.5 {ap:.3f}), {args.threads} threads, "
+        f"{device}{' ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}, "
+        f"feature batch {batch} fields, autocast {embedder.dtype}"
+    )
     print(f"{'stage':14s} {'rule fields/s':>14s} {'bare network':>13s} {'rule/bare':>10s} {'GPU busy':>9s}")
     for stage, rule_seconds, bare_seconds, gpu in rows:
         busy = f"{gpu:.0f} %" if gpu is not None else "n/a"
-        print(f"{stage:14s} {n / rule_seconds:14.2f} {n / bare_seconds:13.2f} {bare_seconds / rule_seconds:10.2f} "
-              f"{busy:>9s}")
+        print(
+            f"{stage:14s} {n / rule_seconds:14.2f} {n / bare_seconds:13.2f} {bare_seconds / rule_seconds:10.2f} "
+            f"{busy:>9s}"
+        )
     whole, single = rows[1][1], rows[2][1]
-    print(f"masks (Cellpose's dynamics and clean-up, one process): {1 / mask_seconds:.1f} fields/s per core, "
-          f"{args.threads / mask_seconds:.1f} with the {args.threads} workers, {16 / mask_seconds:.1f} with 16")
-    print(f"null network (data path): {n / null_seconds:.1f} fields/s, {n / null_seconds / args.threads:.1f} per core "
-          "(goal >= 20 per core at 1024x1280)")
+    print(
+        f"masks (Cellpose's dynamics and clean-up, one process): {1 / mask_seconds:.1f} fields/s per core, "
+        f"{args.threads / mask_seconds:.1f} with the {args.threads} workers, {16 / mask_seconds:.1f} with 16"
+    )
+    print(
+        f"null network (data path): {n / null_seconds:.1f} fields/s, {n / null_seconds / args.threads:.1f} per core "
+        "(goal >= 20 per core at 1024x1280)"
+    )
     print(f"single-cell / whole-field time: {single / whole:.2f}x (goal on a GPU <= 1.5)")
     print("goals on a GPU: whole-field rule/bare >= 0.8; segmentation >= 20 fields/s at 1024x1280 on 16 cores")
 

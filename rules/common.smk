@@ -4,7 +4,6 @@ from pathlib import Path
 
 from morphoprof import metadata, screen, segmentation
 
-
 FIELDS = screen.plan(config, Path(workflow.basedir) / "config" / "config.schema.yaml")
 PLATES = sorted(FIELDS[metadata.PLATE].unique())
 CHANNELS = list(config["channels"])
@@ -82,9 +81,7 @@ def scored_levels():
 
 
 def segmentation_plots():
-    return expand(
-        "results/plots/segmentation/{plate}_{plot}.png", plate=PLATES, plot=["cell_counts", "overlays"]
-    )
+    return expand("results/plots/segmentation/{plate}_{plot}.png", plate=PLATES, plot=["cell_counts", "overlays"])
 
 
 def segmentation_model():

@@ -3,18 +3,18 @@ rule extract_features:
         unpack(feature_inputs),
     output:
         "results/features/{plate}.parquet",
+    log:
+        "logs/extract_features/{plate}.log",
+    benchmark:
+        "benchmarks/extract_features/{plate}.tsv"
+    conda:
+        "../envs/deep.yaml"
+    threads: 8  # read-ahead threads; fewer where --cores gives fewer
+    resources:
+        gpu=1,
     params:
         fields=plate_records,
         channels=CHANNELS,
         settings=config["features"],
-    threads: 8  # read-ahead threads; fewer where --cores gives fewer
-    resources:
-        gpu=1,
-    log:
-        "logs/extract_features/{plate}.log",
-    benchmark:
-        "benchmarks/extract_features/{plate}.tsv",
-    conda:
-        "../envs/deep.yaml"
     script:
         "../scripts/extract_features.py"

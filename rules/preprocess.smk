@@ -3,14 +3,14 @@ rule check_images:
         simulated_images,
     output:
         "results/manifests/{plate}.csv",
+    log:
+        "logs/check_images/{plate}.log",
+    localrule: True
+    conda:
+        "../envs/imaging.yaml"
     params:
         fields=plate_records,
         channels=CHANNELS,
-    localrule: True
-    log:
-        "logs/check_images/{plate}.log",
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../scripts/check_images.py"
 
@@ -20,16 +20,16 @@ rule qc_plate:
         "results/manifests/{plate}.csv",
     output:
         "results/qc/{plate}.parquet",
+    log:
+        "logs/qc_plate/{plate}.log",
+    benchmark:
+        "benchmarks/qc_plate/{plate}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     params:
         fields=plate_records,
         channels=CHANNELS,
         qc=config["qc"],
-    log:
-        "logs/qc_plate/{plate}.log",
-    benchmark:
-        "benchmarks/qc_plate/{plate}.tsv",
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../scripts/qc_plate.py"
 
@@ -46,15 +46,15 @@ rule illumination_function:
             category="Illumination",
             subcategory="{plate}",
         ),
-    params:
-        fields=plate_records,
-        settings=config["illumination"],
     log:
         "logs/illumination_function/{plate}_{channel}.log",
     benchmark:
-        "benchmarks/illumination_function/{plate}_{channel}.tsv",
+        "benchmarks/illumination_function/{plate}_{channel}.tsv"
     conda:
         "../envs/imaging.yaml"
+    params:
+        fields=plate_records,
+        settings=config["illumination"],
     script:
         "../scripts/illumination_function.py"
 
@@ -65,15 +65,15 @@ rule correct_plate:
         functions=illumination_functions,
     output:
         directory("results/corrected/{plate}"),
+    log:
+        "logs/correct_plate/{plate}.log",
+    benchmark:
+        "benchmarks/correct_plate/{plate}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     params:
         fields=plate_records,
         channels=CHANNELS,
         intensity=config["intensity"],
-    log:
-        "logs/correct_plate/{plate}.log",
-    benchmark:
-        "benchmarks/correct_plate/{plate}.tsv",
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../scripts/correct_plate.py"

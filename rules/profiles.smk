@@ -5,15 +5,15 @@ rule aggregate_profiles:
         segmentation_qc=expand("results/qc/segmentation/{plate}.parquet", plate=PLATES),
     output:
         "results/profiles/wells_raw.parquet",
+    log:
+        "logs/aggregate_profiles.log",
+    localrule: True
+    conda:
+        "../envs/profiling.yaml"
     params:
         method=config["profiles"]["aggregate"],
         nuclear=CHANNELS[0],
         blank_contrast=config["qc"]["blank_contrast"],
-    localrule: True
-    log:
-        "logs/aggregate_profiles.log",
-    conda:
-        "../envs/profiling.yaml"
     script:
         "../scripts/aggregate_profiles.py"
 
@@ -24,14 +24,14 @@ rule normalize_profiles:
     output:
         wells="results/profiles/wells.parquet",
         treatments="results/profiles/treatments.parquet",
+    log:
+        "logs/normalize_profiles.log",
+    localrule: True
+    conda:
+        "../envs/profiling.yaml"
     params:
         control=config["control"],
         settings=config["profiles"],
-    localrule: True
-    log:
-        "logs/normalize_profiles.log",
-    conda:
-        "../envs/profiling.yaml"
     script:
         "../scripts/normalize_profiles.py"
 
@@ -46,15 +46,15 @@ rule score_moa:
         umap=report("results/plots/umap.png", caption="../report/umap.rst", category="Profiles"),
         heatmap=report("results/plots/similarity_heatmap.png", caption="../report/heatmap.rst", category="Profiles"),
         distances=report("results/plots/distances.png", caption="../report/distances.rst", category="Profiles"),
+    log:
+        "logs/score_moa.log",
+    localrule: True
+    conda:
+        "../envs/profiling.yaml"
     params:
         family=scored_levels()[config["features"]["level"]],
         levels=scored_levels(),
         baselines=config["scoring"]["baselines"],
-    localrule: True
-    log:
-        "logs/score_moa.log",
-    conda:
-        "../envs/profiling.yaml"
     script:
         "../scripts/score_moa.py"
 
@@ -65,14 +65,14 @@ rule compare_normalizations:
     output:
         table=report("results/scores/normalizations.csv", caption="../report/normalizations.rst", category="Scores"),
         plot=report("results/plots/normalizations.png", caption="../report/normalizations.rst", category="Scores"),
+    log:
+        "logs/compare_normalizations.log",
+    localrule: True
+    conda:
+        "../envs/profiling.yaml"
     params:
         control=config["control"],
         settings=config["profiles"],
         families=[*scored_levels().values(), *config["scoring"]["baselines"]],
-    localrule: True
-    log:
-        "logs/compare_normalizations.log",
-    conda:
-        "../envs/profiling.yaml"
     script:
         "../scripts/compare_normalizations.py"

@@ -4,19 +4,19 @@ rule train_cellpose:
     output:
         model="results/models/cellpose_nuclei.pth",
         meta="results/models/cellpose_nuclei.pth.json",
+    log:
+        "logs/train_cellpose.log",
+    benchmark:
+        "benchmarks/train_cellpose.tsv"
+    conda:
+        "../envs/deep.yaml"
+    threads: 2
+    resources:
+        gpu=1,
     params:
         fields=training_fields(),
         nuclei_channel=CHANNELS[0],
         settings=config["segmentation"]["train"],
-    threads: 2
-    resources:
-        gpu=1,
-    log:
-        "logs/train_cellpose.log",
-    benchmark:
-        "benchmarks/train_cellpose.tsv",
-    conda:
-        "../envs/deep.yaml"
     script:
         "../scripts/train_cellpose.py"
 
@@ -29,20 +29,20 @@ rule segment_plate:
         masks=directory("results/masks/{plate}"),
         table="results/segmentation/{plate}.parquet",
         cells="results/cells/{plate}.parquet",
+    log:
+        "logs/segment_plate/{plate}.log",
+    benchmark:
+        "benchmarks/segment_plate/{plate}.tsv"
+    conda:
+        "../envs/deep.yaml"
+    threads: 8  # read-ahead threads and mask workers; fewer where --cores gives fewer
+    resources:
+        gpu=1,
     params:
         fields=plate_records,
         channels=CHANNELS,
         model=segmentation_model(),
         settings={k: v for k, v in config["segmentation"].items() if k not in ("train", "qc")},
-    threads: 8  # read-ahead threads and mask workers; fewer where --cores gives fewer
-    resources:
-        gpu=1,
-    log:
-        "logs/segment_plate/{plate}.log",
-    benchmark:
-        "benchmarks/segment_plate/{plate}.tsv",
-    conda:
-        "../envs/deep.yaml"
     script:
         "../scripts/segment_plate.py"
 
@@ -54,20 +54,26 @@ rule segmentation_qc:
         masks="results/masks/{plate}",
     output:
         table="results/qc/segmentation/{plate}.parquet",
-        counts=report("results/plots/segmentation/{plate}_cell_counts.png", caption="../report/cell_counts.rst",
-                      category="Segmentation"),
-        overlays=report("results/plots/segmentation/{plate}_overlays.png", caption="../report/overlays.rst",
-                        category="Segmentation"),
+        counts=report(
+            "results/plots/segmentation/{plate}_cell_counts.png",
+            caption="../report/cell_counts.rst",
+            category="Segmentation",
+        ),
+        overlays=report(
+            "results/plots/segmentation/{plate}_overlays.png",
+            caption="../report/overlays.rst",
+            category="Segmentation",
+        ),
+    log:
+        "logs/segmentation_qc/{plate}.log",
+    benchmark:
+        "benchmarks/segmentation_qc/{plate}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     params:
         fields=plate_records,
         settings=config["segmentation"]["qc"],
         overlays=4,
         cells=bool(config["segmentation"]["cells"]["model"]),
-    log:
-        "logs/segmentation_qc/{plate}.log",
-    benchmark:
-        "benchmarks/segmentation_qc/{plate}.tsv",
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../scripts/segmentation_qc.py"

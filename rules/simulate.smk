@@ -2,14 +2,14 @@ rule simulate_plate:
     output:
         images=directory("results/simulated/images/{plate}"),
         masks=directory("results/simulated/masks/{plate}"),
-    params:
-        screen=config["simulate"],
     log:
         "logs/simulate_plate/{plate}.log",
     benchmark:
-        "benchmarks/simulate_plate/{plate}.tsv",
+        "benchmarks/simulate_plate/{plate}.tsv"
     conda:
         "../envs/imaging.yaml"
+    params:
+        screen=config["simulate"],
     script:
         "../scripts/simulate_plate.py"
 
@@ -18,12 +18,12 @@ rule simulate_tables:
     output:
         images="results/simulated/images.csv",
         moa="results/simulated/moa.csv",
-    params:
-        screen=config["simulate"],
     log:
         "logs/simulate_tables.log",
     localrule: True
     conda:
         "../envs/imaging.yaml"
+    params:
+        screen=config["simulate"],
     script:
         "../scripts/simulate_tables.py"

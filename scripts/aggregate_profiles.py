@@ -4,16 +4,19 @@ import pandas as pd
 
 from morphoprof import jobs, metadata, profiles, qc
 
-log = jobs.start_job(snakemake)  # noqa: F821
-fields = pd.concat([pd.read_parquet(p) for p in snakemake.input.features], ignore_index=True)  # noqa: F821
-image_qc, segmentation_qc = (pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
-                             for tables in (snakemake.input.qc, snakemake.input.segmentation_qc))  # noqa: F821
-passed, blank = qc.fields_passing(fields, image_qc, segmentation_qc, snakemake.params.nuclear,  # noqa: F821
-                                  snakemake.params.blank_contrast)  # noqa: F821
+log = jobs.start_job(snakemake)
+fields = pd.concat([pd.read_parquet(p) for p in snakemake.input.features], ignore_index=True)
+image_qc, segmentation_qc = (
+    pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
+    for tables in (snakemake.input.qc, snakemake.input.segmentation_qc)
+)
+passed, blank = qc.fields_passing(
+    fields, image_qc, segmentation_qc, snakemake.params.nuclear, snakemake.params.blank_contrast
+)
 if blank:
     log.warning("plate(s) %s left out: nuclear contrast far below the screen's other plates (blank plates)", blank)
 kept = fields[passed].drop(columns=[metadata.FIELD, metadata.SITE])
 log.info("%d of %d fields pass image QC, segmentation QC and the blank-plate check", len(kept), len(fields))
-wells = profiles.aggregate(kept, profiles.WELL_KEYS, snakemake.params.method)  # noqa: F821
-wells.to_parquet(snakemake.output[0], index=False)  # noqa: F821
+wells = profiles.aggregate(kept, profiles.WELL_KEYS, snakemake.params.method)
+wells.to_parquet(snakemake.output[0], index=False)
 log.info("%d wells", len(wells))

@@ -8,8 +8,8 @@ import pandas as pd
 
 from morphoprof import images, jobs
 
-log = jobs.start_job(snakemake)  # noqa: F821
-fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
-height, width = images.check_plate_images(fields, snakemake.params.channels)  # noqa: F821
-fields.assign(Metadata_Height=height, Metadata_Width=width).to_csv(snakemake.output[0], index=False)  # noqa: F821
+log = jobs.start_job(snakemake)
+fields = pd.DataFrame(snakemake.params.fields)
+height, width = images.check_plate_images(fields, snakemake.params.channels)
+fields.assign(Metadata_Height=height, Metadata_Width=width).to_csv(snakemake.output[0], index=False)
 log.info("%d fields of %dx%d pixels checked", len(fields), height, width)

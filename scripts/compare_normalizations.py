@@ -4,24 +4,29 @@ import pandas as pd
 
 from morphoprof import jobs, plots, profiles, scoring
 
-log = jobs.start_job(snakemake)  # noqa: F821
-wells = pd.read_parquet(snakemake.input[0])  # noqa: F821
+log = jobs.start_job(snakemake)
+wells = pd.read_parquet(snakemake.input[0])
 rows = []
 for method in profiles.NORMALIZATIONS:
-    settings = {**snakemake.params.settings, "normalization": method}  # noqa: F821
+    settings = {**snakemake.params.settings, "normalization": method}
     try:
-        _, treatments = profiles.build_profiles(wells, snakemake.params.control, settings)  # noqa: F821
+        _, treatments = profiles.build_profiles(wells, snakemake.params.control, settings)
     except ValueError as err:  # e.g. TVN on a batch with a single control well: say so, score the rest
         log.warning("%s cannot run on these wells: %s", method, err)
-        rows += [{"normalization": method, "family": family, "note": str(err)}
-                 for family in snakemake.params.families]  # noqa: F821
+        rows += [{"normalization": method, "family": family, "note": str(err)} for family in snakemake.params.families]
         continue
-    for family in snakemake.params.families:  # noqa: F821
+    for family in snakemake.params.families:
         summary, _ = scoring.score(treatments, profiles.feature_columns(treatments, family))
-        rows.append({"normalization": method, "family": family,
-                     **{k: summary[k] for k in ("nsc", "nscb", "nscb_common", "map", "n_features")}})
-        log.info("%s %s: NSC %s NSCB %s mAP %s", method, family,
-                 *(scoring.shown(summary[k]) for k in ("nsc", "nscb", "map")))
+        rows.append(
+            {
+                "normalization": method,
+                "family": family,
+                **{k: summary[k] for k in ("nsc", "nscb", "nscb_common", "map", "n_features")},
+            }
+        )
+        log.info(
+            "%s %s: NSC %s NSCB %s mAP %s", method, family, *(scoring.shown(summary[k]) for k in ("nsc", "nscb", "map"))
+        )
 table = pd.DataFrame(rows)
-table.to_csv(snakemake.output.table, index=False)  # noqa: F821
-plots.scores_by_method(table, snakemake.output.plot)  # noqa: F821
+table.to_csv(snakemake.output.table, index=False)
+plots.scores_by_method(table, snakemake.output.plot)

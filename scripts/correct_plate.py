@@ -10,12 +10,12 @@ from tqdm import tqdm
 
 from morphoprof import illumination, images, jobs, metadata
 
-log = jobs.start_job(snakemake)  # noqa: F821
-plate = snakemake.wildcards.plate  # noqa: F821
-channels = snakemake.params.channels  # noqa: F821
-settings = snakemake.params.intensity  # noqa: F821
-fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
-function_paths = list(snakemake.input.functions)  # noqa: F821
+log = jobs.start_job(snakemake)
+plate = snakemake.wildcards.plate
+channels = snakemake.params.channels
+settings = snakemake.params.intensity
+fields = pd.DataFrame(snakemake.params.fields)
+function_paths = list(snakemake.input.functions)
 function_stack = np.stack([images.read_image(p) for p in function_paths]) if function_paths else None
 
 
@@ -25,10 +25,11 @@ def corrected(row) -> np.ndarray:
 
 
 rows = tqdm(fields.iterrows(), total=len(fields), desc=f"percentiles {plate}")
-bounds = illumination.plate_bounds((corrected(row) for _, row in rows), settings["low_percentile"],
-                                   settings["high_percentile"])
+bounds = illumination.plate_bounds(
+    (corrected(row) for _, row in rows), settings["low_percentile"], settings["high_percentile"]
+)
 log.info("plate %s percentile bounds per channel: %s", plate, dict(zip(channels, bounds)))
 for _, row in tqdm(fields.iterrows(), total=len(fields), desc=f"correct {plate}"):
     stack = corrected(row)
     out = np.stack([images.to_uint16(illumination.rescale(p, *b)) for p, b in zip(stack, bounds)])
-    images.write_tiff(images.corrected_path(snakemake.output[0], row[metadata.FIELD]), out)  # noqa: F821
+    images.write_tiff(images.corrected_path(snakemake.output[0], row[metadata.FIELD]), out)

@@ -5,16 +5,20 @@ from tqdm import tqdm
 
 from morphoprof import illumination, images, jobs, metadata, plots
 
-log = jobs.start_job(snakemake)  # noqa: F821
-plate, channel = snakemake.wildcards.plate, snakemake.wildcards.channel  # noqa: F821
-settings = snakemake.params.settings  # noqa: F821
-fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
-passed = set(pd.read_parquet(snakemake.input.qc).query("QC_Pass")[metadata.FIELD])  # noqa: F821
+log = jobs.start_job(snakemake)
+plate, channel = snakemake.wildcards.plate, snakemake.wildcards.channel
+settings = snakemake.params.settings
+fields = pd.DataFrame(snakemake.params.fields)
+passed = set(pd.read_parquet(snakemake.input.qc).query("QC_Pass")[metadata.FIELD])
 paths = fields.loc[fields[metadata.FIELD].isin(passed), metadata.path_column(channel)]
-mean = illumination.running_mean(images.read_image(p).astype("float32")
-                                 for p in tqdm(paths, desc=f"illumination {plate} {channel}"))
+mean = illumination.running_mean(
+    images.read_image(p).astype("float32") for p in tqdm(paths, desc=f"illumination {plate} {channel}")
+)
 function = illumination.illumination_function(mean, settings["smoothing"], settings["robust_percentile"])
-images.write_tiff(snakemake.output.function, function)  # noqa: F821
-plots.illumination(mean, function, f"{plate} {channel}: {len(paths)} fields", snakemake.output.plot)  # noqa: F821
-log.info("mean-field CV %.4f, after correction %.4f", illumination.coefficient_of_variation(mean),
-         illumination.coefficient_of_variation(mean / function))
+images.write_tiff(snakemake.output.function, function)
+plots.illumination(mean, function, f"{plate} {channel}: {len(paths)} fields", snakemake.output.plot)
+log.info(
+    "mean-field CV %.4f, after correction %.4f",
+    illumination.coefficient_of_variation(mean),
+    illumination.coefficient_of_variation(mean / function),
+)

@@ -5,13 +5,15 @@ from tqdm import tqdm
 
 from morphoprof import images, jobs, metadata, qc
 
-log = jobs.start_job(snakemake)  # noqa: F821
-channels = snakemake.params.channels  # noqa: F821
-fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
+log = jobs.start_job(snakemake)
+channels = snakemake.params.channels
+fields = pd.DataFrame(snakemake.params.fields)
 rows = []
-for _, row in tqdm(fields.iterrows(), total=len(fields), desc=f"QC {snakemake.wildcards.plate}"):  # noqa: F821
-    rows.append({metadata.FIELD: row[metadata.FIELD], **qc.field_measurements(images.read_field(row, channels), channels)})
-settings = snakemake.params.qc  # noqa: F821
+for _, row in tqdm(fields.iterrows(), total=len(fields), desc=f"QC {snakemake.wildcards.plate}"):
+    rows.append(
+        {metadata.FIELD: row[metadata.FIELD], **qc.field_measurements(images.read_field(row, channels), channels)}
+    )
+settings = snakemake.params.qc
 flagged = qc.flag_fields(pd.DataFrame(rows), channels, settings["blank_contrast"], settings["debris_brightness"])
-flagged.to_parquet(snakemake.output[0], index=False)  # noqa: F821
+flagged.to_parquet(snakemake.output[0], index=False)
 log.info("%d of %d fields pass QC", int(flagged["QC_Pass"].sum()), len(flagged))

@@ -7,29 +7,38 @@ import umap
 
 from morphoprof import jobs, metadata, plots, profiles, scoring
 
-log = jobs.start_job(snakemake)  # noqa: F821
-treatments = pd.read_parquet(snakemake.input[0])  # noqa: F821
-family = snakemake.params.family  # noqa: F821
-summary, table = scoring.evaluate(treatments, family, snakemake.params.baselines, snakemake.params.levels)  # noqa: F821
-with open(snakemake.output.scores, "w") as out:  # noqa: F821
+log = jobs.start_job(snakemake)
+treatments = pd.read_parquet(snakemake.input[0])
+family = snakemake.params.family
+summary, table = scoring.evaluate(treatments, family, snakemake.params.baselines, snakemake.params.levels)
+with open(snakemake.output.scores, "w") as out:
     json.dump(summary, out, indent=2)
-table.to_csv(snakemake.output.table, index=False)  # noqa: F821
+table.to_csv(snakemake.output.table, index=False)
 
 columns = profiles.feature_columns(treatments, family)
 nsc = scoring.nearest_neighbours(treatments, columns, exclude_batch=False)
-plots.confusion_matrix(scoring.confusion(nsc), f"NSC 1-NN: accuracy {scoring.shown(summary['nsc'], 2)}",
-                       snakemake.output.confusion)  # noqa: F821
+plots.confusion_matrix(
+    scoring.confusion(nsc), f"NSC 1-NN: accuracy {scoring.shown(summary['nsc'], 2)}", snakemake.output.confusion
+)
 values = treatments[columns].to_numpy()
 coords = umap.UMAP(n_neighbors=min(15, len(treatments) - 1), metric="cosine", random_state=0).fit_transform(values)
-plots.embedding(coords, treatments[metadata.MOA], treatments[metadata.BATCH], "UMAP of treatment profiles",
-                snakemake.output.umap)  # noqa: F821
-plots.similarity_heatmap(scoring.similarity(values), treatments[metadata.MOA], "Treatment similarity, by MOA",
-                         snakemake.output.heatmap)  # noqa: F821
-plots.distance_distributions(scoring.pair_distances(treatments, columns), f"{family} profiles",
-                             snakemake.output.distances)  # noqa: F821
+plots.embedding(
+    coords, treatments[metadata.MOA], treatments[metadata.BATCH], "UMAP of treatment profiles", snakemake.output.umap
+)
+plots.similarity_heatmap(
+    scoring.similarity(values), treatments[metadata.MOA], "Treatment similarity, by MOA", snakemake.output.heatmap
+)
+plots.distance_distributions(
+    scoring.pair_distances(treatments, columns), f"{family} profiles", snakemake.output.distances
+)
 log.info("%s: NSC %s NSCB %s mAP %s", family, *(scoring.shown(summary[k]) for k in ("nsc", "nscb", "map")))
 for score, reason in summary["undefined"].items():
     log.warning("%s is not scored (null in moa.json): %s", score, reason)
 for level, scores in summary["levels"].items():
-    log.info("level %s (%s): NSC %s NSCB %s", level, scores["feature_family"], scoring.shown(scores["nsc"]),
-             scoring.shown(scores["nscb"]))
+    log.info(
+        "level %s (%s): NSC %s NSCB %s",
+        level,
+        scores["feature_family"],
+        scoring.shown(scores["nsc"]),
+        scoring.shown(scores["nscb"]),
+    )

@@ -6,20 +6,28 @@ from tqdm import tqdm
 
 from morphoprof import jobs, metadata, segmentation
 
-log = jobs.start_job(snakemake)  # noqa: F821
-settings = snakemake.params.settings  # noqa: F821
-fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
+log = jobs.start_job(snakemake)
+settings = snakemake.params.settings
+fields = pd.DataFrame(snakemake.params.fields)
 device = jobs.pick_device()
-nuclei_model = segmentation.load_model(snakemake.params.model, device)  # noqa: F821
+nuclei_model = segmentation.load_model(snakemake.params.model, device)
 cells = settings["cells"]
 cell_model = segmentation.load_model(cells["model"], device) if cells["model"] else None
-with tqdm(total=len(fields), desc=f"segment {snakemake.wildcards.plate}") as progress:  # noqa: F821
-    counts, per_cell = segmentation.segment_plate(snakemake.input.images, list(fields[metadata.FIELD]),  # noqa: F821
-                                                  snakemake.params.channels, snakemake.output.masks,  # noqa: F821
-                                                  nuclei_model, settings, cell_model, cells["channel"],
-                                                  snakemake.threads, progress)  # noqa: F821
-counts.to_parquet(snakemake.output.table, index=False)  # noqa: F821
+with tqdm(total=len(fields), desc=f"segment {snakemake.wildcards.plate}") as progress:
+    counts, per_cell = segmentation.segment_plate(
+        snakemake.input.images,
+        list(fields[metadata.FIELD]),
+        snakemake.params.channels,
+        snakemake.output.masks,
+        nuclei_model,
+        settings,
+        cell_model,
+        cells["channel"],
+        snakemake.threads,
+        progress,
+    )
+counts.to_parquet(snakemake.output.table, index=False)
 meta = fields[[c for c in fields.columns if c.startswith("Metadata_")]]
 per_cell = meta.merge(per_cell, on=metadata.FIELD, how="right")
-per_cell.to_parquet(snakemake.output.cells, index=False)  # noqa: F821
+per_cell.to_parquet(snakemake.output.cells, index=False)
 log.info("segmented %d fields: %d nuclei", len(counts), len(per_cell))

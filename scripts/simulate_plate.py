@@ -6,10 +6,10 @@ from tqdm import tqdm
 
 from morphoprof import images, jobs, simulate
 
-log = jobs.start_job(snakemake)  # noqa: F821
-params = simulate.ScreenParams.from_config(snakemake.params.screen)  # noqa: F821
-plate = snakemake.wildcards.plate  # noqa: F821
-image_dir, mask_dir = Path(snakemake.output.images), Path(snakemake.output.masks)  # noqa: F821
+log = jobs.start_job(snakemake)
+params = simulate.ScreenParams.from_config(snakemake.params.screen)
+plate = snakemake.wildcards.plate
+image_dir, mask_dir = Path(snakemake.output.images), Path(snakemake.output.masks)
 n_fields = int((simulate.screen_layout(params)["plate"] == plate).sum())
 for row, raw, labels in tqdm(simulate.simulate_plate(params, plate), total=n_fields, desc=f"simulate {plate}"):
     for channel, plane in zip(simulate.CHANNELS, raw):

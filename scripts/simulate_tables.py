@@ -2,10 +2,12 @@
 
 from morphoprof import jobs, simulate
 
-jobs.start_job(snakemake)  # noqa: F821
-params = simulate.ScreenParams.from_config(snakemake.params.screen)  # noqa: F821
+jobs.start_job(snakemake)
+params = simulate.ScreenParams.from_config(snakemake.params.screen)
 layout = simulate.screen_layout(params)
 for channel in simulate.CHANNELS:
-    layout[f"path_{channel}"] = [simulate.image_path("images", p, f, channel) for p, f in zip(layout["plate"], layout["field"])]
-layout.to_csv(snakemake.output.images, index=False)  # noqa: F821
-simulate.moa_table(params).to_csv(snakemake.output.moa, index=False)  # noqa: F821
+    layout[f"path_{channel}"] = [
+        simulate.image_path("images", p, f, channel) for p, f in zip(layout["plate"], layout["field"])
+    ]
+layout.to_csv(snakemake.output.images, index=False)
+simulate.moa_table(params).to_csv(snakemake.output.moa, index=False)

@@ -5,22 +5,28 @@ import pandas as pd
 
 from morphoprof import images, jobs, metadata, segmentation
 
-log = jobs.start_job(snakemake)  # noqa: F821
-settings = snakemake.params.settings  # noqa: F821
-if "annotations" in snakemake.input.keys():  # noqa: F821
-    pictures, masks = segmentation.training_pairs(snakemake.input.annotations, settings["channel"])  # noqa: F821
-    log.info("%d annotated images in %s", len(pictures), snakemake.input.annotations)  # noqa: F821
+log = jobs.start_job(snakemake)
+settings = snakemake.params.settings
+if "annotations" in snakemake.input.keys():
+    pictures, masks = segmentation.training_pairs(snakemake.input.annotations, settings["channel"])
+    log.info("%d annotated images in %s", len(pictures), snakemake.input.annotations)
 else:
-    fields = pd.DataFrame(snakemake.params.fields)  # noqa: F821
-    channel = metadata.path_column(snakemake.params.nuclei_channel)  # noqa: F821
+    fields = pd.DataFrame(snakemake.params.fields)
+    channel = metadata.path_column(snakemake.params.nuclei_channel)
     pictures, masks = [], []
     for _, row in fields.iterrows():
-        mask = images.read_image(images.mask_path(snakemake.input.masks, row[metadata.FIELD]))  # noqa: F821
+        mask = images.read_image(images.mask_path(snakemake.input.masks, row[metadata.FIELD]))
         if mask.max() > 0:
             pictures.append(images.read_image(row[channel]))
             masks.append(mask)
         if len(pictures) == settings["fields"]:
             break
 log.info("training on %d images for %d epochs", len(pictures), settings["epochs"])
-segmentation.train(pictures, masks, snakemake.output.model,  # noqa: F821
-                   n_epochs=settings["epochs"], seed=settings["seed"], device=jobs.pick_device())
+segmentation.train(
+    pictures,
+    masks,
+    snakemake.output.model,
+    n_epochs=settings["epochs"],
+    seed=settings["seed"],
+    device=jobs.pick_device(),
+)

@@ -29,9 +29,18 @@ WELLS = [("B02", "taxol", "1"), ("B03", "DMSO", "0")]
 
 
 def _rows():
-    return [{"plate": "P1", "well": well, "site": str(site), "compound": compound, "concentration": conc,
-             **{f"path_{ch}": f"img/{well}_s{site}_{ch}.tif" for ch in CHANNELS}}
-            for well, compound, conc in WELLS for site in (1, 2)]
+    return [
+        {
+            "plate": "P1",
+            "well": well,
+            "site": str(site),
+            "compound": compound,
+            "concentration": conc,
+            **{f"path_{ch}": f"img/{well}_s{site}_{ch}.tif" for ch in CHANNELS},
+        }
+        for well, compound, conc in WELLS
+        for site in (1, 2)
+    ]
 
 
 def _valid_inputs(tmp_path: Path):
@@ -42,8 +51,12 @@ def _valid_inputs(tmp_path: Path):
         for ch in CHANNELS:
             tifffile.imwrite(tmp_path / row[f"path_{ch}"], rng.integers(100, 4000, (16, 16)).astype(np.uint16))
     config = yaml.safe_load(yaml.safe_dump(DEFAULT_CONFIG))
-    config["input"] = {"format": "table", "image_table": str(tmp_path / "images.csv"),
-                       "moa_table": str(tmp_path / "moa.csv"), "image_root": ""}
+    config["input"] = {
+        "format": "table",
+        "image_table": str(tmp_path / "images.csv"),
+        "moa_table": str(tmp_path / "moa.csv"),
+        "image_root": "",
+    }
     config["segmentation"]["model"] = "nuclei"
     return {"rows": _rows(), "moa": "compound,moa\ntaxol,Microtubule stabilizers\n", "config": config}
 
@@ -62,36 +75,44 @@ def _write(tmp_path: Path, inputs: dict) -> None:
 
 
 def _snakemake(tmp_path: Path, *args):
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-                           str(tmp_path), *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+    )
 
 
 def _set(key, value):
     """Set a config key, dotted for a key in a block (``features.precision``)."""
+
     def spoil(inputs, tmp_path):
         *blocks, last = key.split(".")
         target = inputs["config"]
         for block in blocks:
             target = target[block]
         target[last] = value
+
     return spoil
 
 
 def _config_text(text):
     def spoil(inputs, tmp_path):
         inputs["config"] = text
+
     return spoil
 
 
 def _row_value(index, column, value):
     def spoil(inputs, tmp_path):
         inputs["rows"][index][column] = value
+
     return spoil
 
 
 def _image(name, array, **options):
     def spoil(inputs, tmp_path):
         tifffile.imwrite(tmp_path / "img" / name, array, **options)
+
     return spoil
 
 
@@ -100,6 +121,7 @@ def _truncate(name):
         path = tmp_path / "img" / name
         tifffile.imwrite(path, np.arange(256, dtype=np.uint16).reshape(16, 16), compression="zlib")
         path.write_bytes(path.read_bytes()[:-200])
+
     return spoil
 
 
@@ -107,6 +129,7 @@ def _both(*spoils):
     def spoil(inputs, tmp_path):
         for each in spoils:
             each(inputs, tmp_path)
+
     return spoil
 
 
@@ -121,93 +144,228 @@ def _outside_root(inputs, tmp_path):
 FIRST = "B02_s1_DNA.tif"
 CASES = [
     # config, at parse time
-    ("config typo", _set("features.backbnoe", "resnet50"), "parse",
-     r"config features: Additional properties are not allowed \('backbnoe' was unexpected\)"),
+    (
+        "config typo",
+        _set("features.backbnoe", "resnet50"),
+        "parse",
+        r"config features: Additional properties are not allowed \('backbnoe' was unexpected\)",
+    ),
     ("config value out of range", _set("simulate.plates", 0), "parse", r"config simulate.plates: 0 is less than"),
     ("config unknown choice", _set("features.precision", "fp8"), "parse", r"config features.precision: 'fp8'"),
     ("config unknown input format", _set("input.format", "excel"), "parse", r"config input.format: 'excel'"),
-    ("config channel name", _set("channels", ["DNA-1", "tubulin", "actin"]), "parse",
-     r"config channels.0: 'DNA-1' does not match"),
-    ("config image table missing", _set("input.image_table", ""), "parse",
-     r"config input.image_table: required when input.format is 'table'"),
-    ("config bbbc021 without root", _set("input.format", "bbbc021"), "parse",
-     r"config input.image_root: required for bbbc021"),
-    ("config train without annotations", _set("segmentation.model", "train"), "parse",
-     r"config segmentation.model: 'train' learns from the simulator's ground truth or from annotated images"),
-    ("config single cells kept without cells", _set("segmentation.qc", {**DEFAULT_CONFIG["segmentation"]["qc"],
-                                                                           "min_cells": 0}), "parse",
-     r"config segmentation.qc.min_cells: single-cell features"),
-    ("config cytoplasm channel unknown", _set("segmentation.cells", {"model": "cyto3", "channel": "mito",
-                                                                       "diameter": 0}), "parse",
-     r"config segmentation.cells.channel: 'mito' is not one of the channels"),
-    ("config control in another case", _set("control", "dmso"), "parse",
-     r"config control: 'dmso' is not a compound of the image table \(did you mean 'DMSO'\?\)"),
-    ("config YAML syntax", _config_text("input:\n  format: table\n image_table: x\n"), "parse",
-     r"config/config.yaml: line 3, column \d+"),
-    ("config YAML python tag", _config_text("input: !!python/object/apply:os.system ['touch pwned']\n"), "parse",
-     r"config/config.yaml: line 1, column \d+: could not determine a constructor"),
-    ("config simulated with other channels", _both(_set("input.format", "simulated"),
-                                                   _set("channels", ["DAPI", "Tubulin", "Actin"])),
-     "parse", r"config channels: the simulated screen has channels \['DNA', 'tubulin', 'actin'\]"),
+    (
+        "config channel name",
+        _set("channels", ["DNA-1", "tubulin", "actin"]),
+        "parse",
+        r"config channels.0: 'DNA-1' does not match",
+    ),
+    (
+        "config image table missing",
+        _set("input.image_table", ""),
+        "parse",
+        r"config input.image_table: required when input.format is 'table'",
+    ),
+    (
+        "config bbbc021 without root",
+        _set("input.format", "bbbc021"),
+        "parse",
+        r"config input.image_root: required for bbbc021",
+    ),
+    (
+        "config train without annotations",
+        _set("segmentation.model", "train"),
+        "parse",
+        r"config segmentation.model: 'train' learns from the simulator's ground truth or from annotated images",
+    ),
+    (
+        "config single cells kept without cells",
+        _set("segmentation.qc", {**DEFAULT_CONFIG["segmentation"]["qc"], "min_cells": 0}),
+        "parse",
+        r"config segmentation.qc.min_cells: single-cell features",
+    ),
+    (
+        "config cytoplasm channel unknown",
+        _set("segmentation.cells", {"model": "cyto3", "channel": "mito", "diameter": 0}),
+        "parse",
+        r"config segmentation.cells.channel: 'mito' is not one of the channels",
+    ),
+    (
+        "config control in another case",
+        _set("control", "dmso"),
+        "parse",
+        r"config control: 'dmso' is not a compound of the image table \(did you mean 'DMSO'\?\)",
+    ),
+    (
+        "config YAML syntax",
+        _config_text("input:\n  format: table\n image_table: x\n"),
+        "parse",
+        r"config/config.yaml: line 3, column \d+",
+    ),
+    (
+        "config YAML python tag",
+        _config_text("input: !!python/object/apply:os.system ['touch pwned']\n"),
+        "parse",
+        r"config/config.yaml: line 1, column \d+: could not determine a constructor",
+    ),
+    (
+        "config simulated with other channels",
+        _both(_set("input.format", "simulated"), _set("channels", ["DAPI", "Tubulin", "Actin"])),
+        "parse",
+        r"config channels: the simulated screen has channels \['DNA', 'tubulin', 'actin'\]",
+    ),
     ("config model file missing", _set("segmentation.model", "nope.pth"), "parse", r"nope\.pth"),
-    ("config model file not a Cellpose model", _both(_set("segmentation.model", "img/B02_s1_DNA.tif")), "parse",
-     r"img/B02_s1_DNA.tif: not a Cellpose model file"),
-    ("config backbone weights unreachable", _set("features.backbone", "resnet50"), "parse",
-     r"config features.backbone: the ImageNet weights of resnet50 are not at .*resnet50-0676ba61\.pth"),
-    ("config paths outside the image root", _outside_root, "parse",
-     r"P1_B02_s1 DNA: .*images\.csv resolves to .*, outside config input.image_root"),
+    (
+        "config model file not a Cellpose model",
+        _both(_set("segmentation.model", "img/B02_s1_DNA.tif")),
+        "parse",
+        r"img/B02_s1_DNA.tif: not a Cellpose model file",
+    ),
+    (
+        "config backbone weights unreachable",
+        _set("features.backbone", "resnet50"),
+        "parse",
+        r"config features.backbone: the ImageNet weights of resnet50 are not at .*resnet50-0676ba61\.pth",
+    ),
+    (
+        "config paths outside the image root",
+        _outside_root,
+        "parse",
+        r"P1_B02_s1 DNA: .*images\.csv resolves to .*, outside config input.image_root",
+    ),
     # tables, at parse time
-    ("table column missing", lambda s, t: [r.pop("well") for r in s["rows"]], "parse",
-     r"images.csv: missing column\(s\) \['well'\]"),
-    ("table channel missing", lambda s, t: [r.pop("path_actin") for r in s["rows"]], "parse",
-     r"images.csv: unknown channel\(s\) \['actin'\]"),
-    ("table duplicate site", _row_value(1, "site", "1"), "parse",
-     r"images.csv: duplicate site P1/B02/site 1 \(lines \[2, 3\]\)"),
-    ("table duplicate site written A1 and A01", lambda s, t: s["rows"].append({**s["rows"][0], "well": "B2"}),
-     "parse", r"images.csv: duplicate site P1/B02/site 1"),
-    ("table concentration not a number", _row_value(2, "concentration", "lots"), "parse",
-     r"images.csv: line 4, column 'concentration': 'lots' is not a number"),
-    ("table site not whole", _row_value(3, "site", "1.5"), "parse",
-     r"images.csv: line 5, column 'site': '1.5' is not a whole number"),
+    (
+        "table column missing",
+        lambda s, t: [r.pop("well") for r in s["rows"]],
+        "parse",
+        r"images.csv: missing column\(s\) \['well'\]",
+    ),
+    (
+        "table channel missing",
+        lambda s, t: [r.pop("path_actin") for r in s["rows"]],
+        "parse",
+        r"images.csv: unknown channel\(s\) \['actin'\]",
+    ),
+    (
+        "table duplicate site",
+        _row_value(1, "site", "1"),
+        "parse",
+        r"images.csv: duplicate site P1/B02/site 1 \(lines \[2, 3\]\)",
+    ),
+    (
+        "table duplicate site written A1 and A01",
+        lambda s, t: s["rows"].append({**s["rows"][0], "well": "B2"}),
+        "parse",
+        r"images.csv: duplicate site P1/B02/site 1",
+    ),
+    (
+        "table concentration not a number",
+        _row_value(2, "concentration", "lots"),
+        "parse",
+        r"images.csv: line 4, column 'concentration': 'lots' is not a number",
+    ),
+    (
+        "table site not whole",
+        _row_value(3, "site", "1.5"),
+        "parse",
+        r"images.csv: line 5, column 'site': '1.5' is not a whole number",
+    ),
     ("table site not a number", _row_value(0, "site", "one"), "parse", r"images.csv: line 2, column 'site': 'one'"),
-    ("table without rows", lambda s, t: s.update(rows=[]), "parse",
-     r"images.csv: the image table has a header but no rows"),
-    ("table plate with a slash", _row_value(0, "plate", "P/1"), "parse",
-     r"images.csv: line 2: plate 'P/1' cannot name"),
-    ("table image missing", _row_value(0, "path_tubulin", "img/gone.tif"), "parse",
-     r"1 image file\(s\) not found, e.g. P1_B02_s1 tubulin: .*gone\.tif"),
+    (
+        "table without rows",
+        lambda s, t: s.update(rows=[]),
+        "parse",
+        r"images.csv: the image table has a header but no rows",
+    ),
+    (
+        "table plate with a slash",
+        _row_value(0, "plate", "P/1"),
+        "parse",
+        r"images.csv: line 2: plate 'P/1' cannot name",
+    ),
+    (
+        "table image missing",
+        _row_value(0, "path_tubulin", "img/gone.tif"),
+        "parse",
+        r"1 image file\(s\) not found, e.g. P1_B02_s1 tubulin: .*gone\.tif",
+    ),
     ("table path empty", _row_value(0, "path_DNA", ""), "parse", r"P1_B02_s1 DNA: empty path"),
     ("table path a directory", _row_value(0, "path_DNA", "img"), "parse", r"P1_B02_s1 DNA: .*img is a directory"),
-    ("table compound without MOA", _row_value(0, "compound", "mystery"), "parse",
-     r"moa.csv: no MOA for 1 treatment\(s\): mystery 1"),
-    ("table plate without controls", lambda s, t: s["rows"].extend({**r, "plate": "P2"} for r in _rows()[:2]),
-     "parse", r"plate\(s\) \['P2'\] have no 'DMSO' wells"),
-    ("moa table column missing", lambda s, t: s.update(moa="compound,mechanism\ntaxol,x\n"), "parse",
-     r"moa.csv: missing column\(s\) \['moa'\]"),
-    ("moa table concentration not a number", lambda s, t: s.update(moa="compound,concentration,moa\ntaxol,x,y\n"),
-     "parse", r"moa.csv: line 2, column 'concentration': 'x' is not a number"),
+    (
+        "table compound without MOA",
+        _row_value(0, "compound", "mystery"),
+        "parse",
+        r"moa.csv: no MOA for 1 treatment\(s\): mystery 1",
+    ),
+    (
+        "table plate without controls",
+        lambda s, t: s["rows"].extend({**r, "plate": "P2"} for r in _rows()[:2]),
+        "parse",
+        r"plate\(s\) \['P2'\] have no 'DMSO' wells",
+    ),
+    (
+        "moa table column missing",
+        lambda s, t: s.update(moa="compound,mechanism\ntaxol,x\n"),
+        "parse",
+        r"moa.csv: missing column\(s\) \['moa'\]",
+    ),
+    (
+        "moa table concentration not a number",
+        lambda s, t: s.update(moa="compound,concentration,moa\ntaxol,x,y\n"),
+        "parse",
+        r"moa.csv: line 2, column 'concentration': 'x' is not a number",
+    ),
     ("moa table missing", _set("input.moa_table", "/nowhere/moa.csv"), "parse", r"/nowhere/moa.csv: table not found"),
-    ("image table missing", _set("input.image_table", "/nowhere/images.csv"), "parse",
-     r"/nowhere/images.csv: table not found"),
+    (
+        "image table missing",
+        _set("input.image_table", "/nowhere/images.csv"),
+        "parse",
+        r"/nowhere/images.csv: table not found",
+    ),
     # images, in the plate's first job (headers)
-    ("image not a TIFF", lambda s, t: (t / "img" / FIRST).write_bytes(b"not a tiff"), "check_images",
-     r"B02_s1_DNA.tif: not a readable TIFF"),
-    ("image RGB", _image(FIRST, np.zeros((16, 16, 3), np.uint8), photometric="rgb"), "check_images",
-     r"B02_s1_DNA.tif: expected a 2-D grey image, got shape \(16, 16, 3\)"),
-    ("image a stack of pages", _image(FIRST, np.zeros((5, 16, 16), np.uint16)), "check_images",
-     r"B02_s1_DNA.tif: a stack of 5 images; expected one 2-D grey image per file"),
+    (
+        "image not a TIFF",
+        lambda s, t: (t / "img" / FIRST).write_bytes(b"not a tiff"),
+        "check_images",
+        r"B02_s1_DNA.tif: not a readable TIFF",
+    ),
+    (
+        "image RGB",
+        _image(FIRST, np.zeros((16, 16, 3), np.uint8), photometric="rgb"),
+        "check_images",
+        r"B02_s1_DNA.tif: expected a 2-D grey image, got shape \(16, 16, 3\)",
+    ),
+    (
+        "image a stack of pages",
+        _image(FIRST, np.zeros((5, 16, 16), np.uint16)),
+        "check_images",
+        r"B02_s1_DNA.tif: a stack of 5 images; expected one 2-D grey image per file",
+    ),
     ("image truncated", _truncate(FIRST), "check_images", r"B02_s1_DNA.tif: truncated: its image data ends at byte"),
-    ("image of another size", _image("B03_s2_DNA.tif", np.zeros((16, 17), np.uint16)), "check_images",
-     r"B03_s2_DNA.tif: 16x17 pixels, but the plate's other images are 16x16"),
-    ("image of another pixel type", _image("B03_s2_DNA.tif", np.zeros((16, 16), np.float32)), "check_images",
-     r"B03_s2_DNA.tif: float32 pixels, but the plate's other DNA images are uint16"),
-    ("image of booleans", _image(FIRST, np.zeros((16, 16), bool)), "check_images",
-     r"B02_s1_DNA.tif: unsupported pixel type bool"),
+    (
+        "image of another size",
+        _image("B03_s2_DNA.tif", np.zeros((16, 17), np.uint16)),
+        "check_images",
+        r"B03_s2_DNA.tif: 16x17 pixels, but the plate's other images are 16x16",
+    ),
+    (
+        "image of another pixel type",
+        _image("B03_s2_DNA.tif", np.zeros((16, 16), np.float32)),
+        "check_images",
+        r"B03_s2_DNA.tif: float32 pixels, but the plate's other DNA images are uint16",
+    ),
+    (
+        "image of booleans",
+        _image(FIRST, np.zeros((16, 16), bool)),
+        "check_images",
+        r"B02_s1_DNA.tif: unsupported pixel type bool",
+    ),
 ]
 ACCEPTED = [
     ("wells written A1 and A01 are one well", lambda s, t: s["rows"][2].update(well="B3")),
-    ("channels of different pixel types", lambda s, t: [
-        tifffile.imwrite(t / r["path_actin"], np.zeros((16, 16), np.uint8)) for r in s["rows"]]),
+    (
+        "channels of different pixel types",
+        lambda s, t: [tifffile.imwrite(t / r["path_actin"], np.zeros((16, 16), np.uint8)) for r in s["rows"]],
+    ),
 ]
 
 
@@ -304,8 +462,17 @@ def test_plate_names_with_regex_characters_are_planned_and_run(tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 
-TINY = {"plates": 2, "batches": 2, "sites": 1, "height": 96, "width": 96, "moas": 2, "control_wells": 2,
-        "blank_fraction": 0.0, "debris_fraction": 0.0}
+TINY = {
+    "plates": 2,
+    "batches": 2,
+    "sites": 1,
+    "height": 96,
+    "width": 96,
+    "moas": 2,
+    "control_wells": 2,
+    "blank_fraction": 0.0,
+    "debris_fraction": 0.0,
+}
 
 
 def _tiny_screen(folder: Path) -> Path:
@@ -329,9 +496,23 @@ def test_a_killed_run_resumes_to_the_same_profiles_as_a_clean_one(tmp_path):
     target = "results/profiles/treatments.parquet"
     clean, killed = (_tiny_screen(tmp_path / name) for name in ("clean", "killed"))
     assert _snakemake(clean, "--cores", "2", target).returncode == 0
-    run = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-                            str(killed), "--cores", "2", target], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(killed),
+            "--cores",
+            "2",
+            target,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not list((killed / "results").glob("corrected/*/*.tif")) and time.monotonic() < deadline:
         time.sleep(0.2)

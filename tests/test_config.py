@@ -16,11 +16,14 @@ def test_the_shipped_config_is_valid():
     screen.check_config(SHIPPED, SCHEMA)
 
 
-@pytest.mark.parametrize("block,key,value,message", [
-    ("features", "backbnoe", "resnet50", r"config features: Additional properties are not allowed \('backbnoe'"),
-    ("simulate", "plates", 0, r"config simulate.plates: 0 is less than the minimum of 1"),
-    ("features", "precision", "fp8", r"config features.precision: 'fp8' is not one of"),
-])
+@pytest.mark.parametrize(
+    "block,key,value,message",
+    [
+        ("features", "backbnoe", "resnet50", r"config features: Additional properties are not allowed \('backbnoe'"),
+        ("simulate", "plates", 0, r"config simulate.plates: 0 is less than the minimum of 1"),
+        ("features", "precision", "fp8", r"config features.precision: 'fp8' is not one of"),
+    ],
+)
 def test_a_config_fault_is_one_line_naming_the_key(block, key, value, message):
     config = copy.deepcopy(SHIPPED)
     config[block][key] = value

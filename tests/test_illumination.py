@@ -3,8 +3,7 @@ import pytest
 import tifffile
 
 from morphoprof import illumination as il
-from morphoprof import images
-from morphoprof import simulate
+from morphoprof import images, simulate
 
 
 def test_running_mean_matches_numpy():

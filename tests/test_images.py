@@ -66,8 +66,9 @@ def test_a_channel_of_two_pixel_types_is_refused_but_channels_may_differ(tmp_pat
     for i, (a, b) in enumerate([(np.uint16, np.uint8), (np.uint16, np.uint8), (np.float32, np.uint8)]):
         tifffile.imwrite(tmp_path / f"a{i}.tif", np.zeros((8, 8), a))
         tifffile.imwrite(tmp_path / f"b{i}.tif", np.zeros((8, 8), b))
-        rows.append({"Metadata_Field": f"f{i}", "Path_a": str(tmp_path / f"a{i}.tif"),
-                     "Path_b": str(tmp_path / f"b{i}.tif")})
+        rows.append(
+            {"Metadata_Field": f"f{i}", "Path_a": str(tmp_path / f"a{i}.tif"), "Path_b": str(tmp_path / f"b{i}.tif")}
+        )
     assert images.check_plate_images(pd.DataFrame(rows[:2]), ["a", "b"]) == (8, 8)
     with pytest.raises(InputError, match=r"a2\.tif: float32 pixels, but the plate's other a images are uint16"):
         images.check_plate_images(pd.DataFrame(rows), ["a", "b"])

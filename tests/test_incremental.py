@@ -18,9 +18,20 @@ DOWNSTREAM = {"aggregate_profiles": 1, "normalize_profiles": 1, "score_moa": 1, 
 
 def _write_screen(folder: Path) -> pd.DataFrame:
     """A 3-plate simulated screen written as a user's generic image table would describe it."""
-    params = simulate.ScreenParams(plates=3, batches=3, sites=1, height=64, width=64, moas=2, compounds_per_moa=3,
-                                   replicates=1, control_wells=2, cells_per_field=12, blank_fraction=0,
-                                   debris_fraction=0)
+    params = simulate.ScreenParams(
+        plates=3,
+        batches=3,
+        sites=1,
+        height=64,
+        width=64,
+        moas=2,
+        compounds_per_moa=3,
+        replicates=1,
+        control_wells=2,
+        cells_per_field=12,
+        blank_fraction=0,
+        debris_fraction=0,
+    )
     rows = []
     for plate in simulate.plate_names(params):
         for row, raw, _ in simulate.simulate_plate(params, plate):
@@ -36,8 +47,12 @@ def _write_screen(folder: Path) -> pd.DataFrame:
 def _configure(workdir: Path, table: pd.DataFrame, **profile_changes) -> None:
     table.to_csv(workdir / "images.csv", index=False)
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config["input"] = {"format": "table", "image_table": str(workdir / "images.csv"),
-                       "moa_table": str(workdir / "moa.csv"), "image_root": ""}
+    config["input"] = {
+        "format": "table",
+        "image_table": str(workdir / "images.csv"),
+        "moa_table": str(workdir / "moa.csv"),
+        "image_root": "",
+    }
     config["segmentation"]["model"] = str(workdir / "model/nuclei.pth")
     # the untrained model finds few nuclei, if any: keep every field, profile whole fields
     config["segmentation"]["qc"].update(min_cells=0, max_cells_factor=1000)
@@ -48,8 +63,11 @@ def _configure(workdir: Path, table: pd.DataFrame, **profile_changes) -> None:
 
 
 def _snakemake(workdir: Path, *args) -> str:
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-                             str(workdir), *args], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result.stdout + result.stderr
 
@@ -58,7 +76,7 @@ def _planned_jobs(workdir: Path) -> dict[str, int]:
     out = _snakemake(workdir, "-n", "--quiet", "rules")
     if "Nothing to be done" in out:
         return {}
-    table = out[out.index("Job stats:"):]
+    table = out[out.index("Job stats:") :]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
@@ -80,9 +98,16 @@ def two_plates_done(tmp_path_factory):
 def test_adding_a_plate_reruns_only_its_jobs_and_the_aggregation(two_plates_done):
     workdir, screen, _ = two_plates_done
     _configure(workdir, screen)
-    assert _planned_jobs(workdir) == {"check_images": 1, "qc_plate": 1, "illumination_function": 3, "correct_plate": 1,
-                                      "segment_plate": 1, "segmentation_qc": 1, "extract_features": 1,
-                                      **DOWNSTREAM}
+    assert _planned_jobs(workdir) == {
+        "check_images": 1,
+        "qc_plate": 1,
+        "illumination_function": 3,
+        "correct_plate": 1,
+        "segment_plate": 1,
+        "segmentation_qc": 1,
+        "extract_features": 1,
+        **DOWNSTREAM,
+    }
 
 
 def test_changing_a_normalization_parameter_reruns_only_profiles_and_scoring(two_plates_done):

@@ -8,13 +8,20 @@ from morphoprof import metadata as md
 CHANNELS = ["DNA", "tubulin", "actin"]
 
 
-@pytest.mark.parametrize("folder,image_csv", [
-    ("celltriplets_bbbc021_metadata", "BBBC021_v1_image.csv"),
-    ("cytominergallery_bbbc021", "BBBC021_v1_image.csv.gz"),
-])
+@pytest.mark.parametrize(
+    "folder,image_csv",
+    [
+        ("celltriplets_bbbc021_metadata", "BBBC021_v1_image.csv"),
+        ("cytominergallery_bbbc021", "BBBC021_v1_image.csv.gz"),
+    ],
+)
 def test_bbbc021_tables_give_the_published_treatment_set(shared_data, folder, image_csv):
-    fields = md.bbbc021_fields(shared_data / folder / image_csv, shared_data / folder / "BBBC021_v1_moa.csv",
-                               "/images", ["DAPI", "Tubulin", "Actin"])
+    fields = md.bbbc021_fields(
+        shared_data / folder / image_csv,
+        shared_data / folder / "BBBC021_v1_moa.csv",
+        "/images",
+        ["DAPI", "Tubulin", "Actin"],
+    )
     treated = fields[fields[md.COMPOUND] != "DMSO"]
     treatments = treated.drop_duplicates(md.TREATMENT_KEYS)
     assert len(treatments) == 103
@@ -46,8 +53,14 @@ def _write_table(tmp_path, rows, name="images.csv"):
 
 
 def _row(site=1, compound="taxol", well="B02", **extra):
-    row = {"plate": "P1", "well": well, "site": site, "compound": compound, "concentration": "1.0",
-           **{f"path_{ch}": f"img/{well}_{site}_{ch}.tif" for ch in CHANNELS}}
+    row = {
+        "plate": "P1",
+        "well": well,
+        "site": site,
+        "compound": compound,
+        "concentration": "1.0",
+        **{f"path_{ch}": f"img/{well}_{site}_{ch}.tif" for ch in CHANNELS},
+    }
     row.update(extra)
     return row
 
@@ -60,17 +73,20 @@ def test_generic_table_reads_paths_relative_to_the_table(tmp_path):
     assert fields[md.FIELD].tolist() == ["P1_B02_s1", "P1_B02_s2", "P1_B03_s1"]
 
 
-@pytest.mark.parametrize("rows,channels,message", [
-    ([{k: v for k, v in _row().items() if k != "well"}], CHANNELS, r"missing column\(s\) \['well'\]"),
-    ([_row()], CHANNELS + ["mito"], r"unknown channel\(s\) \['mito'\]"),
-    ([_row(1), _row(1)], CHANNELS, r"duplicate site P1/B02/site 1 \(lines \[2, 3\]\)"),
-    ([_row(1), _row(2, concentration="lots")], CHANNELS, r"line 3, column 'concentration': 'lots'"),
-    ([_row(site="x")], CHANNELS, r"line 2, column 'site'"),
-    ([_row(1), _row(2), _row("1.5", well="B03")], CHANNELS, r"line 4, column 'site': '1.5' is not a whole number"),
-    ([_row(1), _row(1, well="B2")], CHANNELS, r"duplicate site P1/B02/site 1"),
-    ([_row(1), _row(1, plate="P/2")], CHANNELS, r"line 3: plate 'P/2' cannot name a folder"),
-    ([{k: [] for k in _row()}], CHANNELS, r"header but no rows"),
-])
+@pytest.mark.parametrize(
+    "rows,channels,message",
+    [
+        ([{k: v for k, v in _row().items() if k != "well"}], CHANNELS, r"missing column\(s\) \['well'\]"),
+        ([_row()], CHANNELS + ["mito"], r"unknown channel\(s\) \['mito'\]"),
+        ([_row(1), _row(1)], CHANNELS, r"duplicate site P1/B02/site 1 \(lines \[2, 3\]\)"),
+        ([_row(1), _row(2, concentration="lots")], CHANNELS, r"line 3, column 'concentration': 'lots'"),
+        ([_row(site="x")], CHANNELS, r"line 2, column 'site'"),
+        ([_row(1), _row(2), _row("1.5", well="B03")], CHANNELS, r"line 4, column 'site': '1.5' is not a whole number"),
+        ([_row(1), _row(1, well="B2")], CHANNELS, r"duplicate site P1/B02/site 1"),
+        ([_row(1), _row(1, plate="P/2")], CHANNELS, r"line 3: plate 'P/2' cannot name a folder"),
+        ([{k: [] for k in _row()}], CHANNELS, r"header but no rows"),
+    ],
+)
 def test_generic_table_errors_name_the_file_and_the_fault(tmp_path, rows, channels, message):
     path = _write_table(tmp_path, rows)
     with pytest.raises(md.InputError, match=message) as err:
@@ -79,16 +95,20 @@ def test_generic_table_errors_name_the_file_and_the_fault(tmp_path, rows, channe
 
 
 def test_a_compound_without_moa_is_named(tmp_path):
-    fields = md.generic_fields(_write_table(tmp_path, [_row(1), _row(1, "DMSO", "B03"), _row(1, "mystery", "B04")]),
-                               CHANNELS)
+    fields = md.generic_fields(
+        _write_table(tmp_path, [_row(1), _row(1, "DMSO", "B03"), _row(1, "mystery", "B04")]), CHANNELS
+    )
     moa = pd.DataFrame({"compound": ["taxol"], "moa": ["Microtubule stabilizers"]})
     with pytest.raises(md.InputError, match=r"moa.csv: no MOA for 1 treatment\(s\): mystery 1"):
         md.attach_moa(fields, moa, control="DMSO", source="moa.csv")
 
 
-@pytest.mark.parametrize("wells,expected", [
-    (["A1", "a01", "A01", "P24", "AF48", " B3 ", "ctrl-1"], ["A01", "A01", "A01", "P24", "AF48", "B03", "ctrl-1"]),
-])
+@pytest.mark.parametrize(
+    "wells,expected",
+    [
+        (["A1", "a01", "A01", "P24", "AF48", " B3 ", "ctrl-1"], ["A01", "A01", "A01", "P24", "AF48", "B03", "ctrl-1"]),
+    ],
+)
 def test_well_names_are_one_form(wells, expected):
     assert md.normalize_wells(pd.Series(wells)).tolist() == expected
 

@@ -10,12 +10,33 @@ def _wells():
     rows = []
     for plate, batch, offset in [("P1", "B1", 0.0), ("P2", "B2", 5.0)]:
         for i, noise in enumerate([-1.0, 0.0, 0.0, 1.0]):
-            rows.append({md.PLATE: plate, md.WELL: f"A{i:02d}", md.BATCH: batch, md.COMPOUND: "DMSO",
-                         md.CONCENTRATION: 0.0, md.MOA: "DMSO",
-                         "CNN_a": offset + noise, "CNN_b": 1.0, "Intensity_x": 0.1 + 0.01 * noise})
+            rows.append(
+                {
+                    md.PLATE: plate,
+                    md.WELL: f"A{i:02d}",
+                    md.BATCH: batch,
+                    md.COMPOUND: "DMSO",
+                    md.CONCENTRATION: 0.0,
+                    md.MOA: "DMSO",
+                    "CNN_a": offset + noise,
+                    "CNN_b": 1.0,
+                    "Intensity_x": 0.1 + 0.01 * noise,
+                }
+            )
         for compound in ["c1", "c2"]:
-            rows.append({md.PLATE: plate, md.WELL: f"B_{compound}", md.BATCH: batch, md.COMPOUND: compound,
-                         md.CONCENTRATION: 1.0, md.MOA: "m", "CNN_a": offset + 3.0, "CNN_b": 2.0, "Intensity_x": 0.2})
+            rows.append(
+                {
+                    md.PLATE: plate,
+                    md.WELL: f"B_{compound}",
+                    md.BATCH: batch,
+                    md.COMPOUND: compound,
+                    md.CONCENTRATION: 1.0,
+                    md.MOA: "m",
+                    "CNN_a": offset + 3.0,
+                    "CNN_b": 2.0,
+                    "Intensity_x": 0.2,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -62,14 +83,24 @@ def _screen(n_plates=4, controls_per_plate=40, n_features=3, seed=0):
     """Wells with correlated control variation that differs between two batches."""
     rng = np.random.default_rng(seed)
     rows = []
-    mixing = {"B1": np.array([[1.0, 0.8, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]]),
-              "B2": np.array([[2.0, 0.0, 0.0], [0.0, 0.5, 0.3], [0.0, 0.0, 1.5]])}
+    mixing = {
+        "B1": np.array([[1.0, 0.8, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]]),
+        "B2": np.array([[2.0, 0.0, 0.0], [0.0, 0.5, 0.3], [0.0, 0.0, 1.5]]),
+    }
     for p in range(n_plates):
         batch = "B1" if p < n_plates // 2 else "B2"
         for i in range(controls_per_plate):
             values = rng.normal(size=n_features) @ mixing[batch] + p
-            rows.append({md.PLATE: f"P{p}", md.WELL: f"W{i}", md.BATCH: batch, md.COMPOUND: "DMSO",
-                         md.CONCENTRATION: 0.0, **{f"CNN_{k}": v for k, v in enumerate(values)}})
+            rows.append(
+                {
+                    md.PLATE: f"P{p}",
+                    md.WELL: f"W{i}",
+                    md.BATCH: batch,
+                    md.COMPOUND: "DMSO",
+                    md.CONCENTRATION: 0.0,
+                    **{f"CNN_{k}": v for k, v in enumerate(values)},
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -97,7 +128,7 @@ def test_robust_zscore_resists_an_outlying_control():
     screen.loc[0, "CNN_0"] = 1e6
     plain = profiles.normalize(screen, "DMSO", "zscore")
     robust = profiles.normalize(screen, "DMSO", "robust_zscore")
-    assert plain.loc[40:, "CNN_0"].abs().max() < 0.01   # the outlier inflated the pooled std: all else is flat
+    assert plain.loc[40:, "CNN_0"].abs().max() < 0.01  # the outlier inflated the pooled std: all else is flat
     assert robust.loc[1:, "CNN_0"].abs().median() > 0.3
 
 

@@ -7,10 +7,11 @@ CHANNELS = list(simulate.CHANNELS)
 
 
 def test_blank_and_debris_fields_are_flagged():
-    params = simulate.ScreenParams(plates=1, batches=1, sites=4, height=128, width=128, moas=2,
-                                   blank_fraction=0.1, debris_fraction=0.1, seed=3)
+    params = simulate.ScreenParams(
+        plates=1, batches=1, sites=4, height=128, width=128, moas=2, blank_fraction=0.1, debris_fraction=0.1, seed=3
+    )
     rows, truth_blank = [], []
-    for row, raw, labels in simulate.simulate_plate(params, "SIM01"):
+    for _row, raw, labels in simulate.simulate_plate(params, "SIM01"):
         rows.append(qc.field_measurements(raw.astype(np.float32), CHANNELS))
         truth_blank.append(labels.max() == 0)
     flagged = qc.flag_fields(pd.DataFrame(rows), CHANNELS)
@@ -40,8 +41,9 @@ def test_fields_without_cells_or_far_too_many_are_flagged():
 def _screen(contrasts_by_plate, segmentation_pass=True):
     rows = [(f"{plate}_f{i}", plate, c) for plate, cs in contrasts_by_plate.items() for i, c in enumerate(cs)]
     fields = pd.DataFrame({"Metadata_Field": [r[0] for r in rows], "Metadata_Plate": [r[1] for r in rows]})
-    image = pd.DataFrame({"Metadata_Field": fields["Metadata_Field"], "QC_DNA_Contrast": [r[2] for r in rows],
-                          "QC_Pass": True})
+    image = pd.DataFrame(
+        {"Metadata_Field": fields["Metadata_Field"], "QC_DNA_Contrast": [r[2] for r in rows], "QC_Pass": True}
+    )
     segmentation = pd.DataFrame({"Metadata_Field": fields["Metadata_Field"], "QC_Pass": segmentation_pass})
     return fields, image, segmentation
 

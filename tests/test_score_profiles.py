@@ -17,8 +17,9 @@ SCORE_COMMAND = str(Path(sys.executable).parent / "morphoprof-score")  # install
 def _well_profiles(shared_data, signal: float, path: Path):
     """BBBC021's real wells with CellProfiler-style columns: an MOA signature times ``signal`` plus noise."""
     folder = shared_data / "cytominergallery_bbbc021"
-    fields = md.bbbc021_fields(folder / "BBBC021_v1_image.csv.gz", folder / "BBBC021_v1_moa.csv", ".",
-                               list(md.BBBC021_CHANNELS))
+    fields = md.bbbc021_fields(
+        folder / "BBBC021_v1_image.csv.gz", folder / "BBBC021_v1_moa.csv", ".", list(md.BBBC021_CHANNELS)
+    )
     wells = fields.drop_duplicates([md.PLATE, md.WELL]).reset_index(drop=True)
     rng = np.random.default_rng(0)
     signatures = {moa: rng.normal(size=20) for moa in sorted(wells[md.MOA].unique())}
@@ -33,11 +34,27 @@ def _well_profiles(shared_data, signal: float, path: Path):
 
 def _score(shared_data, tmp_path, signal):
     folder = _well_profiles(shared_data, signal, tmp_path / "wells.csv")
-    subprocess.run([SCORE_COMMAND, str(tmp_path / "wells.csv"),
-                    "--image-table", str(folder / "BBBC021_v1_image.csv.gz"), "--moa-table",
-                    str(folder / "BBBC021_v1_moa.csv"), "--plate-column", "Image_Metadata_Plate",
-                    "--well-column", "Image_Metadata_Well", "--family", "CellProfiler",
-                    "--out", str(tmp_path / "scores.json")], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            SCORE_COMMAND,
+            str(tmp_path / "wells.csv"),
+            "--image-table",
+            str(folder / "BBBC021_v1_image.csv.gz"),
+            "--moa-table",
+            str(folder / "BBBC021_v1_moa.csv"),
+            "--plate-column",
+            "Image_Metadata_Plate",
+            "--well-column",
+            "Image_Metadata_Well",
+            "--family",
+            "CellProfiler",
+            "--out",
+            str(tmp_path / "scores.json"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads((tmp_path / "scores.json").read_text())
 
 
@@ -58,40 +75,73 @@ def test_profiles_without_moa_signal_score_near_chance(shared_data, tmp_path):
 def test_non_numeric_feature_is_named(tmp_path):
     table = pd.DataFrame({"Metadata_Plate": ["P"], "Metadata_Well": ["A01"], "Cells_Area": ["big"]})
     with pytest.raises(md.InputError, match=r"wells.csv: non-numeric .* \['Cells_Area'\]"):
-        md.join_well_profiles(table, "wells.csv", pd.DataFrame(columns=[md.PLATE, md.WELL]), "Metadata_Plate",
-                              "Metadata_Well", "X")
+        md.join_well_profiles(
+            table, "wells.csv", pd.DataFrame(columns=[md.PLATE, md.WELL]), "Metadata_Plate", "Metadata_Well", "X"
+        )
 
 
 def _run(*args):
-    return subprocess.run([SCORE_COMMAND, *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run([SCORE_COMMAND, *map(str, args)], capture_output=True, text=True)
 
 
 def test_a_partial_config_lays_its_profiles_block_over_the_defaults(shared_data, tmp_path):
     folder = _well_profiles(shared_data, 3.0, tmp_path / "wells.csv")
     (tmp_path / "partial.yaml").write_text("profiles:\n  aggregate: median\n")
-    result = _run(tmp_path / "wells.csv", "--image-table", folder / "BBBC021_v1_image.csv.gz", "--moa-table",
-                  folder / "BBBC021_v1_moa.csv", "--plate-column", "Image_Metadata_Plate", "--well-column",
-                  "Image_Metadata_Well", "--config", tmp_path / "partial.yaml", "--out", tmp_path / "scores.json")
+    result = _run(
+        tmp_path / "wells.csv",
+        "--image-table",
+        folder / "BBBC021_v1_image.csv.gz",
+        "--moa-table",
+        folder / "BBBC021_v1_moa.csv",
+        "--plate-column",
+        "Image_Metadata_Plate",
+        "--well-column",
+        "Image_Metadata_Well",
+        "--config",
+        tmp_path / "partial.yaml",
+        "--out",
+        tmp_path / "scores.json",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "scores.json").read_text())["normalization"] == "zscore"  # the default's
 
 
-@pytest.mark.parametrize("config,columns,message", [
-    ("profiles:\n  normalisation: tvn\n", ("Image_Metadata_Plate", "Image_Metadata_Well"),
-     r"config profiles: Additional properties are not allowed \('normalisation' was unexpected\)"),
-    ("profiles: [\n", ("Image_Metadata_Plate", "Image_Metadata_Well"), r"partial.yaml: not a readable YAML config"),
-    ("profiles:\n  aggregate: mean\n", ("Plate", "Well"),
-     r"wells.csv: missing column\(s\) \['Plate', 'Well'\]; found 22 columns: \[.*\] \.\.\."),
-])
+@pytest.mark.parametrize(
+    "config,columns,message",
+    [
+        (
+            "profiles:\n  normalisation: tvn\n",
+            ("Image_Metadata_Plate", "Image_Metadata_Well"),
+            r"config profiles: Additional properties are not allowed \('normalisation' was unexpected\)",
+        ),
+        ("profiles: [\n", ("Image_Metadata_Plate", "Image_Metadata_Well"), r"partial.yaml: not a readable YAML config"),
+        (
+            "profiles:\n  aggregate: mean\n",
+            ("Plate", "Well"),
+            r"wells.csv: missing column\(s\) \['Plate', 'Well'\]; found 22 columns: \[.*\] \.\.\.",
+        ),
+    ],
+)
 def test_scoring_command_faults_are_one_line(shared_data, tmp_path, config, columns, message):
     import re
 
     folder = _well_profiles(shared_data, 3.0, tmp_path / "wells.csv")
     (tmp_path / "partial.yaml").write_text(config)
-    result = _run(tmp_path / "wells.csv", "--image-table", folder / "BBBC021_v1_image.csv.gz", "--moa-table",
-                  folder / "BBBC021_v1_moa.csv", "--plate-column", columns[0], "--well-column", columns[1],
-                  "--config", tmp_path / "partial.yaml", "--out", tmp_path / "scores.json")
+    result = _run(
+        tmp_path / "wells.csv",
+        "--image-table",
+        folder / "BBBC021_v1_image.csv.gz",
+        "--moa-table",
+        folder / "BBBC021_v1_moa.csv",
+        "--plate-column",
+        columns[0],
+        "--well-column",
+        columns[1],
+        "--config",
+        tmp_path / "partial.yaml",
+        "--out",
+        tmp_path / "scores.json",
+    )
     assert result.returncode == 2
     assert re.search(message, result.stderr) and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr

@@ -11,13 +11,15 @@ def _profiles(rows):
 
 
 def test_nsc_skips_the_same_compound_and_nscb_the_same_batch():
-    table = _profiles([
-        ["a", 1, "M1", "B1", 1.0, 0.0],
-        ["a", 2, "M1", "B1", 1.0, 0.01],   # same compound: never a neighbour of 'a 1'
-        ["b", 1, "M1", "B2", 0.9, 0.3],
-        ["c", 1, "M2", "B1", 0.95, 0.1],   # nearest other compound to 'a', but a different MOA
-        ["d", 1, "M2", "B2", 0.0, 1.0],
-    ])
+    table = _profiles(
+        [
+            ["a", 1, "M1", "B1", 1.0, 0.0],
+            ["a", 2, "M1", "B1", 1.0, 0.01],  # same compound: never a neighbour of 'a 1'
+            ["b", 1, "M1", "B2", 0.9, 0.3],
+            ["c", 1, "M2", "B1", 0.95, 0.1],  # nearest other compound to 'a', but a different MOA
+            ["d", 1, "M2", "B2", 0.0, 1.0],
+        ]
+    )
     nsc = scoring.nearest_neighbours(table, ["f_x", "f_y"], exclude_batch=False)
     assert nsc["neighbour_compound"].tolist()[:2] == ["c", "c"]
     nscb = scoring.nearest_neighbours(table, ["f_x", "f_y"], exclude_batch=True)
@@ -30,12 +32,14 @@ def test_nsc_skips_the_same_compound_and_nscb_the_same_batch():
 
 
 def test_a_batch_holding_one_compound_alone_has_no_nscb_neighbour():
-    table = _profiles([
-        ["a", 1, "M1", "B1", 1.0, 0.0],   # batch B1 holds only compound a
-        ["a", 2, "M1", "B2", 1.0, 0.1],   # so this query has no admissible NSCB neighbour
-        ["b", 1, "M1", "B2", 0.9, 0.2],
-        ["c", 1, "M2", "B2", 0.0, 1.0],
-    ])
+    table = _profiles(
+        [
+            ["a", 1, "M1", "B1", 1.0, 0.0],  # batch B1 holds only compound a
+            ["a", 2, "M1", "B2", 1.0, 0.1],  # so this query has no admissible NSCB neighbour
+            ["b", 1, "M1", "B2", 0.9, 0.2],
+            ["c", 1, "M2", "B2", 0.0, 1.0],
+        ]
+    )
     nscb = scoring.nearest_neighbours(table, ["f_x", "f_y"], exclude_batch=True)
     assert nscb["predicted_moa"].isna().tolist() == [False, True, False, False]
     assert scoring.accuracy(nscb) == pytest.approx(2 / 3)  # a1 -> b (right), b -> a1 (right), c -> a1 (wrong)
@@ -44,20 +48,26 @@ def test_a_batch_holding_one_compound_alone_has_no_nscb_neighbour():
 
 
 def test_ties_go_to_the_first_treatment_in_table_order():
-    table = _profiles([
-        ["q", 1, "M1", "B1", 1.0, 0.0],
-        ["x", 1, "M2", "B2", 2.0, 0.0],   # same direction as q: cosine 1
-        ["y", 1, "M1", "B2", 3.0, 0.0],   # also cosine 1
-    ])
+    table = _profiles(
+        [
+            ["q", 1, "M1", "B1", 1.0, 0.0],
+            ["x", 1, "M2", "B2", 2.0, 0.0],  # same direction as q: cosine 1
+            ["y", 1, "M1", "B2", 3.0, 0.0],  # also cosine 1
+        ]
+    )
     nsc = scoring.nearest_neighbours(table, ["f_x", "f_y"], exclude_batch=False)
     assert nsc["neighbour_compound"].iloc[0] == "x"
 
 
 def test_confusion_counts_true_by_predicted():
-    table = _profiles([
-        ["a", 1, "M1", "B1", 1.0, 0.0], ["b", 1, "M1", "B2", 1.0, 0.1],
-        ["c", 1, "M2", "B1", 0.0, 1.0], ["d", 1, "M2", "B2", 0.9, 0.2],
-    ])
+    table = _profiles(
+        [
+            ["a", 1, "M1", "B1", 1.0, 0.0],
+            ["b", 1, "M1", "B2", 1.0, 0.1],
+            ["c", 1, "M2", "B1", 0.0, 1.0],
+            ["d", 1, "M2", "B2", 0.9, 0.2],
+        ]
+    )
     counts = scoring.confusion(scoring.nearest_neighbours(table, ["f_x", "f_y"], False))
     assert counts.loc["M1", "M1"] == 2
     assert counts.to_numpy().sum() == 4
@@ -70,24 +80,31 @@ def test_cosine_similarity_is_scale_free():
 
 
 def test_a_compound_with_a_single_treatment_is_scored_like_any_other():
-    table = _profiles([
-        ["solo", 1, "M1", "B1", 1.0, 0.0],   # one concentration only
-        ["b", 1, "M1", "B2", 0.9, 0.1],
-        ["b", 2, "M1", "B2", 0.8, 0.1],
-        ["c", 1, "M2", "B1", 0.0, 1.0],
-        ["d", 1, "M2", "B2", 0.1, 0.9],
-    ])
+    table = _profiles(
+        [
+            ["solo", 1, "M1", "B1", 1.0, 0.0],  # one concentration only
+            ["b", 1, "M1", "B2", 0.9, 0.1],
+            ["b", 2, "M1", "B2", 0.8, 0.1],
+            ["c", 1, "M2", "B1", 0.0, 1.0],
+            ["d", 1, "M2", "B2", 0.1, 0.9],
+        ]
+    )
     nsc = scoring.nearest_neighbours(table, ["f_x", "f_y"], exclude_batch=False)
     assert nsc["neighbour_compound"].iloc[0] == "b" and nsc["predicted_moa"].iloc[0] == "M1"
     assert scoring.accuracy(nsc) == 1.0
 
 
 def test_an_moa_held_by_one_batch_is_dropped_from_the_common_set():
-    table = _profiles([
-        ["a", 1, "M1", "B1", 1.0, 0.0], ["b", 1, "M1", "B2", 0.9, 0.1],
-        ["c", 1, "M2", "B1", 0.0, 1.0], ["d", 1, "M2", "B2", 0.1, 0.9],
-        ["e", 1, "M3", "B1", 0.7, 0.7], ["f", 1, "M3", "B1", 0.6, 0.8],  # M3 only in batch B1
-    ])
+    table = _profiles(
+        [
+            ["a", 1, "M1", "B1", 1.0, 0.0],
+            ["b", 1, "M1", "B2", 0.9, 0.1],
+            ["c", 1, "M2", "B1", 0.0, 1.0],
+            ["d", 1, "M2", "B2", 0.1, 0.9],
+            ["e", 1, "M3", "B1", 0.7, 0.7],
+            ["f", 1, "M3", "B1", 0.6, 0.8],  # M3 only in batch B1
+        ]
+    )
     assert scoring.single_batch_moas(table) == ["M3"]
     summary, _ = scoring.score(table, ["f_x", "f_y"])
     assert summary["nscb_common_treatments"] == 4 and summary["nscb_common_dropped_moas"] == ["M3"]
@@ -103,17 +120,19 @@ def test_pearson_ignores_a_profile_wide_offset():
 
 
 def test_knn_majority_vote_and_its_tie_break():
-    table = _profiles([
-        ["q", 1, "M1", "B1", 1.0, 0.0],
-        ["a", 1, "M2", "B2", 0.99, 0.05],   # nearest
-        ["b", 1, "M1", "B2", 0.95, 0.2],
-        ["c", 1, "M1", "B2", 0.9, 0.3],
-        ["d", 1, "M2", "B2", 0.5, 0.8],
-    ])
+    table = _profiles(
+        [
+            ["q", 1, "M1", "B1", 1.0, 0.0],
+            ["a", 1, "M2", "B2", 0.99, 0.05],  # nearest
+            ["b", 1, "M1", "B2", 0.95, 0.2],
+            ["c", 1, "M1", "B2", 0.9, 0.3],
+            ["d", 1, "M2", "B2", 0.5, 0.8],
+        ]
+    )
     features = ["f_x", "f_y"]
     assert scoring.knn_predictions(table, features, 1, False).iloc[0] == "M2"
-    assert scoring.knn_predictions(table, features, 3, False).iloc[0] == "M1"   # M1 wins 2 to 1
-    assert scoring.knn_predictions(table, features, 4, False).iloc[0] == "M2"   # 2-2 tie: the nearest's MOA
+    assert scoring.knn_predictions(table, features, 3, False).iloc[0] == "M1"  # M1 wins 2 to 1
+    assert scoring.knn_predictions(table, features, 4, False).iloc[0] == "M2"  # 2-2 tie: the nearest's MOA
 
 
 def test_map_agrees_with_copairs_run_directly():
@@ -129,23 +148,53 @@ def test_map_agrees_with_copairs_run_directly():
     table = pd.DataFrame(rows, columns=[md.COMPOUND, md.CONCENTRATION, md.MOA, md.BATCH, *[f"f_{i}" for i in range(8)]])
     features = [f"f_{i}" for i in range(8)]
     summary, _ = scoring.score(table, features)
-    ap = average_precision(table[[md.COMPOUND, md.CONCENTRATION, md.MOA]], table[features].to_numpy(),
-                           pos_sameby=[md.MOA], pos_diffby=[md.COMPOUND], neg_sameby=[], neg_diffby=[md.MOA],
-                           progress_bar=False)
+    ap = average_precision(
+        table[[md.COMPOUND, md.CONCENTRATION, md.MOA]],
+        table[features].to_numpy(),
+        pos_sameby=[md.MOA],
+        pos_diffby=[md.COMPOUND],
+        neg_sameby=[],
+        neg_diffby=[md.MOA],
+        progress_bar=False,
+    )
     direct = mean_average_precision(ap, sameby=[md.MOA], null_size=100, threshold=0.05, seed=0, progress_bar=False)
     for moa, value in zip(direct[md.MOA], direct["mean_average_precision"]):
         assert summary["map_per_moa"][moa] == pytest.approx(value)
     assert 0 < summary["map"] < 1
 
 
-@pytest.mark.parametrize("rows,undefined", [
-    ([["a", 1, "M1", "B1", 1.0, 0.0], ["b", 1, "M1", "B1", 0.9, 0.1], ["c", 1, "M2", "B1", 0.0, 1.0],
-      ["d", 1, "M2", "B1", 0.1, 0.9]], {"nscb": "one batch", "nscb_common": "one batch"}),
-    ([["a", 1, "M1", "B1", 1.0, 0.0], ["a", 2, "M1", "B2", 0.9, 0.1], ["c", 1, "M2", "B1", 0.0, 1.0],
-      ["c", 2, "M2", "B2", 0.1, 0.9]], {"nsc": "no MOA has two compounds", "map": "no MOA has two compounds"}),
-    ([["a", 1, "M1", "B1", 1.0, 0.0], ["b", 1, "M1", "B1", 0.9, 0.1], ["c", 1, "M2", "B2", 0.0, 1.0],
-      ["d", 1, "M2", "B2", 0.1, 0.9]], {"nscb_common": "every MOA sits in one batch"}),
-])
+@pytest.mark.parametrize(
+    "rows,undefined",
+    [
+        (
+            [
+                ["a", 1, "M1", "B1", 1.0, 0.0],
+                ["b", 1, "M1", "B1", 0.9, 0.1],
+                ["c", 1, "M2", "B1", 0.0, 1.0],
+                ["d", 1, "M2", "B1", 0.1, 0.9],
+            ],
+            {"nscb": "one batch", "nscb_common": "one batch"},
+        ),
+        (
+            [
+                ["a", 1, "M1", "B1", 1.0, 0.0],
+                ["a", 2, "M1", "B2", 0.9, 0.1],
+                ["c", 1, "M2", "B1", 0.0, 1.0],
+                ["c", 2, "M2", "B2", 0.1, 0.9],
+            ],
+            {"nsc": "no MOA has two compounds", "map": "no MOA has two compounds"},
+        ),
+        (
+            [
+                ["a", 1, "M1", "B1", 1.0, 0.0],
+                ["b", 1, "M1", "B1", 0.9, 0.1],
+                ["c", 1, "M2", "B2", 0.0, 1.0],
+                ["d", 1, "M2", "B2", 0.1, 0.9],
+            ],
+            {"nscb_common": "every MOA sits in one batch"},
+        ),
+    ],
+)
 def test_a_screen_that_cannot_give_a_score_gets_null_and_the_reason(rows, undefined):
     """One batch, one compound per MOA, MOAs each in one batch: the scores finish, with null and
     the reason where the screen cannot give them."""
@@ -162,7 +211,14 @@ def test_a_screen_that_cannot_give_a_score_gets_null_and_the_reason(rows, undefi
 def test_the_normalization_plot_leaves_out_null_scores(tmp_path):
     from morphoprof import plots
 
-    table = pd.DataFrame({"normalization": ["zscore", "tvn"], "family": ["CNN", "CNN"], "nsc": [0.5, None],
-                          "nscb": [None, None], "map": [0.4, 0.3]})
+    table = pd.DataFrame(
+        {
+            "normalization": ["zscore", "tvn"],
+            "family": ["CNN", "CNN"],
+            "nsc": [0.5, None],
+            "nscb": [None, None],
+            "map": [0.4, 0.3],
+        }
+    )
     plots.scores_by_method(table, tmp_path / "scores.png")
     assert (tmp_path / "scores.png").stat().st_size > 5000

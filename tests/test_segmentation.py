@@ -7,7 +7,7 @@ from morphoprof.metadata import InputError
 
 def _labels(shift=0):
     labels = np.zeros((40, 40), np.uint16)
-    labels[5:15, 5 + shift:15 + shift] = 1
+    labels[5:15, 5 + shift : 15 + shift] = 1
     labels[20:30, 20:30] = 2
     return labels
 
@@ -38,8 +38,9 @@ def test_small_network_round_trips_through_its_sidecar(tmp_path):
 def _simulated_fields(n=6, seed=2):
     from morphoprof import simulate
 
-    params = simulate.ScreenParams(plates=1, batches=1, sites=n, height=128, width=128, moas=1,
-                                   blank_fraction=0, debris_fraction=0, seed=seed)
+    params = simulate.ScreenParams(
+        plates=1, batches=1, sites=n, height=128, width=128, moas=1, blank_fraction=0, debris_fraction=0, seed=seed
+    )
     return [(raw, labels) for _, raw, labels in simulate.simulate_plate(params, "SIM01")][:n]
 
 

@@ -27,7 +27,9 @@ def test_layout_has_the_shape_of_a_screen():
 def test_fields_are_deterministic_for_a_seed():
     first = [raw for _, raw, _ in simulate.simulate_plate(SMALL, "SIM01")]
     again = [raw for _, raw, _ in simulate.simulate_plate(SMALL, "SIM01")]
-    other = [raw for _, raw, _ in simulate.simulate_plate(simulate.ScreenParams(**{**SMALL.__dict__, "seed": 1}), "SIM01")]
+    other = [
+        raw for _, raw, _ in simulate.simulate_plate(simulate.ScreenParams(**{**SMALL.__dict__, "seed": 1}), "SIM01")
+    ]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not np.array_equal(first[0], other[0])
     assert first[0].dtype == np.uint16 and first[0].shape == (3, 128, 128)
@@ -79,11 +81,19 @@ def _place_one_at_a_time(rng, n, height, width, min_dist):
     return np.array(centres).reshape(-1, 2)
 
 
-@pytest.mark.parametrize("n, height, width, min_dist", [
-    (0, 64, 64, 18.2), (1, 64, 64, 18.2), (40, 256, 256, 18.2), (150, 1024, 1280, 18.2),
-    (200, 256, 256, 18.2),  # more than fit: stops after n * 30 candidates
-    (10, 20, 20, 15.0), (60, 64, 64, 5.0), (7, 30, 500, 3.0),
-])
+@pytest.mark.parametrize(
+    "n, height, width, min_dist",
+    [
+        (0, 64, 64, 18.2),
+        (1, 64, 64, 18.2),
+        (40, 256, 256, 18.2),
+        (150, 1024, 1280, 18.2),
+        (200, 256, 256, 18.2),  # more than fit: stops after n * 30 candidates
+        (10, 20, 20, 15.0),
+        (60, 64, 64, 5.0),
+        (7, 30, 500, 3.0),
+    ],
+)
 def test_placement_matches_one_candidate_at_a_time(n, height, width, min_dist):
     for seed in range(3):
         fast, reference = np.random.default_rng(seed), np.random.default_rng(seed)
@@ -104,7 +114,7 @@ def test_placement_keeps_a_candidate_exactly_at_min_dist():
 
 def test_placed_centres_are_spaced_and_all_placed_when_they_fit():
     min_dist = 7.0 * simulate.NUCLEUS_SPACING
-    n = int(simulate.max_cells_per_field(7.0) * 1024 * 1280 / 256 ** 2)  # the densest allowed
+    n = int(simulate.max_cells_per_field(7.0) * 1024 * 1280 / 256**2)  # the densest allowed
     centres = simulate._place_centres(np.random.default_rng(0), n, 1024, 1280, min_dist)
     assert len(centres) == n
     assert ((centres >= 0) & (centres < [1024, 1280])).all()

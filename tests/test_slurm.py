@@ -19,15 +19,27 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_LOCAL = ROOT.parent / "shared" / "tools" / "slurm-local.sh"
-TINY_SCREEN = {"plates": 2, "batches": 2, "sites": 1, "height": 96, "width": 96, "moas": 2,
-               "compounds_per_moa": 2, "replicates": 1, "control_wells": 3, "cells_per_field": 30,
-               "blank_fraction": 0.0, "debris_fraction": 0.0}
+TINY_SCREEN = {
+    "plates": 2,
+    "batches": 2,
+    "sites": 1,
+    "height": 96,
+    "width": 96,
+    "moas": 2,
+    "compounds_per_moa": 2,
+    "replicates": 1,
+    "control_wells": 3,
+    "cells_per_field": 30,
+    "blank_fraction": 0.0,
+    "debris_fraction": 0.0,
+}
 PLATE_RULES = ["simulate_plate", "qc_plate", "correct_plate", "train_cellpose", "segment_plate", "extract_features"]
 
 
 def _cluster_up() -> bool:
     return shutil.which("sinfo") is not None and subprocess.run(
-        ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip() in {"idle", "mixed"}
+        ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True
+    ).stdout.strip() in {"idle", "mixed"}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +51,9 @@ def slurm():
         pytest.skip(f"no SLURM cluster answers and {SLURM_LOCAL} (the local-cluster script) is absent")
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip("starting a local SLURM needs root and apt-get (Debian)")
-    started = subprocess.run(["bash", str(SLURM_LOCAL), "up"], capture_output=True, text=True,
-                             env={**os.environ, "SLURM_LOCAL_GPUS": "2"})  # two GPU jobs at a time
+    started = subprocess.run(
+        ["bash", str(SLURM_LOCAL), "up"], capture_output=True, text=True, env={**os.environ, "SLURM_LOCAL_GPUS": "2"}
+    )  # two GPU jobs at a time
     if started.returncode != 0 or not _cluster_up():
         pytest.skip(f"could not start a local SLURM: {started.stderr[-500:]}")
     yield
@@ -67,19 +80,39 @@ def _test_profile(path: Path) -> Path:
     """The shipped profile, fitted to a 2-CPU localhost node whose one partition is 'debug'."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     for resources in [profile["default-resources"], *profile["set-resources"].values()]:
-        resources.update(slurm_partition="debug", mem_mb=min(resources.get("mem_mb", 1000), 1500),
-                         cpus_per_task=1)  # two jobs at a time on the 2-CPU node
+        resources.update(
+            slurm_partition="debug", mem_mb=min(resources.get("mem_mb", 1000), 1500), cpus_per_task=1
+        )  # two jobs at a time on the 2-CPU node
     # without slurmdbd, sacct fails quietly and the plugin would wait forever
-    profile.update({"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 1,
-                    "slurm-keep-successful-logs": True, "jobs": 4, "latency-wait": 10})
+    profile.update(
+        {
+            "slurm-status-command": "squeue",
+            "slurm-init-seconds-before-status-checks": 1,
+            "slurm-keep-successful-logs": True,
+            "jobs": 4,
+            "latency-wait": 10,
+        }
+    )
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump(profile))
     return path
 
 
 def _snakemake(workdir: Path, *args, timeout=900):
-    command = ["timeout", "-k", "30", str(timeout), sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-               "--directory", str(workdir), *args]
+    command = [
+        "timeout",
+        "-k",
+        "30",
+        str(timeout),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result.stdout + result.stderr
@@ -99,8 +132,9 @@ def test_workflow_runs_through_slurm_and_matches_a_local_run(slurm, tmp_path):
     _snakemake(local, "--cores", "2")
     # equal up to float32 rounding: SLURM jobs run torch on cpus_per_task threads, the local run on 2
     for table in ("results/profiles/treatments.parquet", "results/segmentation/SIM01.parquet"):
-        pd.testing.assert_frame_equal(pd.read_parquet(on_slurm / table), pd.read_parquet(local / table),
-                                      check_exact=False, rtol=1e-3, atol=1e-3)
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(on_slurm / table), pd.read_parquet(local / table), check_exact=False, rtol=1e-3, atol=1e-3
+        )
     slurm_scores = json.loads((on_slurm / "results/scores/moa.json").read_text())
     local_scores = json.loads((local / "results/scores/moa.json").read_text())
     assert (slurm_scores["nsc"], slurm_scores["nscb"]) == (local_scores["nsc"], local_scores["nscb"])

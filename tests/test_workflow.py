@@ -50,8 +50,16 @@ def test_contract_outputs(default_run):
     scores = json.loads((default_run / "results/scores/moa.json").read_text())
     assert {"nsc", "nscb", "n_treatments", "n_compounds", "n_moas"} <= set(scores)
     assert (scores["n_treatments"], scores["n_compounds"], scores["n_moas"]) == (24, 12, 6)
-    for plot in ("confusion_matrix.png", "umap.png", "similarity_heatmap.png", "distances.png", "normalizations.png",
-                 "illumination/SIM01_DNA.png", "segmentation/SIM01_cell_counts.png", "segmentation/SIM04_overlays.png"):
+    for plot in (
+        "confusion_matrix.png",
+        "umap.png",
+        "similarity_heatmap.png",
+        "distances.png",
+        "normalizations.png",
+        "illumination/SIM01_DNA.png",
+        "segmentation/SIM01_cell_counts.png",
+        "segmentation/SIM04_overlays.png",
+    ):
         assert (default_run / "results/plots" / plot).stat().st_size > 5000
 
 
@@ -104,8 +112,12 @@ def test_segmentation_matches_the_simulated_ground_truth(default_run):
     for mask_file in sorted((default_run / "results/masks").glob("*/*_nuclei.tif")):
         predicted.append(tifffile.imread(mask_file))
         truth.append(tifffile.imread(default_run / "results/simulated/masks" / mask_file.parent.name / mask_file.name))
-        raw = tifffile.imread(default_run / "results/simulated/images" / mask_file.parent.name /
-                              mask_file.name.replace("_nuclei.tif", "_DNA.tif"))
+        raw = tifffile.imread(
+            default_run
+            / "results/simulated/images"
+            / mask_file.parent.name
+            / mask_file.name.replace("_nuclei.tif", "_DNA.tif")
+        )
         baseline.append(segmentation.watershed_baseline(raw, diameter=14))
     assert len(predicted) == 144
     trained, classical = (segmentation.average_precision(truth, p) for p in (predicted, baseline))
@@ -116,8 +128,15 @@ def test_segmentation_matches_the_simulated_ground_truth(default_run):
     assert counts["Cells_Count"].median() > 10
     cells = pd.read_parquet(default_run / "results/cells/SIM01.parquet")
     assert len(cells) == counts["Cells_Count"].sum()
-    assert {"Metadata_Plate", "Metadata_Well", "Metadata_Site", "Nuclei_Label", "Location_Center_X", "Nuclei_Area",
-            "Nuclei_Intensity_actin_Mean"} <= set(cells.columns)
+    assert {
+        "Metadata_Plate",
+        "Metadata_Well",
+        "Metadata_Site",
+        "Nuclei_Label",
+        "Location_Center_X",
+        "Nuclei_Area",
+        "Nuclei_Intensity_actin_Mean",
+    } <= set(cells.columns)
 
 
 def test_masks_are_cellposes_own(default_run):
@@ -133,10 +152,17 @@ def test_masks_are_cellposes_own(default_run):
     nuclei = np.stack([images.read_corrected(folder, f)[0] for f in shown])
     diameter = float(model.diam_labels)
     tile = min(int(np.ceil(max(nuclei.shape[-2:]) * model.diam_mean / diameter / 16) * 16) + 16, 512)
-    reference, _, _ = model.eval(nuclei, z_axis=0, channels=[0, 0], diameter=diameter, batch_size=8, bsize=tile,
-                                 normalize={"normalize": True, "norm3D": False, "lowhigh": np.asarray(bounds[0])},
-                                 flow_threshold=DEFAULT_CONFIG["segmentation"]["flow_threshold"],
-                                 cellprob_threshold=DEFAULT_CONFIG["segmentation"]["cellprob_threshold"])
+    reference, _, _ = model.eval(
+        nuclei,
+        z_axis=0,
+        channels=[0, 0],
+        diameter=diameter,
+        batch_size=8,
+        bsize=tile,
+        normalize={"normalize": True, "norm3D": False, "lowhigh": np.asarray(bounds[0])},
+        flow_threshold=DEFAULT_CONFIG["segmentation"]["flow_threshold"],
+        cellprob_threshold=DEFAULT_CONFIG["segmentation"]["cellprob_threshold"],
+    )
     for field_id, expected in zip(shown, reference):
         written = tifffile.imread(default_run / "results/masks/SIM02" / f"{field_id}_nuclei.tif")
         assert written.max() > 0 and np.array_equal(written, expected), field_id
@@ -158,8 +184,10 @@ def test_segmentation_of_the_real_dsb2018_image(default_run, shared_data):
 def test_fields_without_cells_are_flagged_and_left_out(default_run):
     """The simulator's blank fields have no nuclei: segmentation QC flags them."""
     flagged = pd.concat([pd.read_parquet(p) for p in (default_run / "results/qc/segmentation").glob("*.parquet")])
-    truth = {p.name.removesuffix("_nuclei.tif"): tifffile.imread(p).max() == 0
-             for p in (default_run / "results/simulated/masks").glob("*/*_nuclei.tif")}
+    truth = {
+        p.name.removesuffix("_nuclei.tif"): tifffile.imread(p).max() == 0
+        for p in (default_run / "results/simulated/masks").glob("*/*_nuclei.tif")
+    }
     empty = [f for f, blank in truth.items() if blank]
     assert empty and set(empty) <= set(flagged.loc[flagged["QC_FewCells"], "Metadata_Field"])
     assert flagged["QC_Pass"].mean() > 0.9

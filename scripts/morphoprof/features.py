@@ -92,11 +92,14 @@ def imagenet_weights(url: str, weights_dir: str | Path) -> dict:
         except OSError as err:  # URLError and socket errors are OSErrors
             raise RuntimeError(
                 f"could not download ImageNet weights ({err}). Download {url} on a machine with internet "
-                f"and put it at {path.resolve()}") from err
+                f"and put it at {path.resolve()}"
+            ) from err
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if not digest.startswith(expected):
-        raise InputError(f"{path}: its SHA-256 starts {digest[:len(expected)]}, not {expected} as its name says: "
-                         f"not the published weights; delete it and download {url} again")
+        raise InputError(
+            f"{path}: its SHA-256 starts {digest[: len(expected)]}, not {expected} as its name says: "
+            f"not the published weights; delete it and download {url} again"
+        )
     return load_weights(path)
 
 
@@ -121,9 +124,11 @@ def check_backbone_available(name: str, weights_dir: str | Path, timeout: float 
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
     except OSError as err:  # URLError and socket timeouts are OSErrors
-        raise InputError(f"config features.backbone: the ImageNet weights of {name} are not at {path.resolve()} and "
-                         f"cannot be downloaded from here ({err}); download {url} on a machine with internet and "
-                         "put it there") from err
+        raise InputError(
+            f"config features.backbone: the ImageNet weights of {name} are not at {path.resolve()} and "
+            f"cannot be downloaded from here ({err}); download {url} on a machine with internet and "
+            "put it there"
+        ) from err
 
 
 def _torchvision(name: str, weights_dir: str | Path) -> Backbone:
@@ -277,8 +282,9 @@ class CellSettings:
         centres = torch.from_numpy(np.concatenate(per_field))
         if device.type == "cuda":  # page-locked, so that the copies do not wait for the GPU's queue
             owners, centres = owners.pin_memory(), centres.pin_memory()
-        crops = crop_cells(fields, owners.to(device, non_blocking=True), centres.to(device, non_blocking=True),
-                           self.crop_size)
+        crops = crop_cells(
+            fields, owners.to(device, non_blocking=True), centres.to(device, non_blocking=True), self.crop_size
+        )
         step = self.batch_size or default_cell_batch_size(device)
         if len(crops):
             embedded = torch.cat([self.embedder.embed(chunk) for chunk in torch.split(crops, step)])
@@ -287,9 +293,16 @@ class CellSettings:
         return summarize_cells(embedded, counts, self.stats)
 
 
-def extract_plate(folder, field_ids: list[str], channels: list[str], image_embedder: ImageEmbedder | None = None,
-                  cells: CellSettings | None = None, batch_size: int = 8, workers: int = 2,
-                  progress=None) -> pd.DataFrame:
+def extract_plate(
+    folder,
+    field_ids: list[str],
+    channels: list[str],
+    image_embedder: ImageEmbedder | None = None,
+    cells: CellSettings | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    progress=None,
+) -> pd.DataFrame:
     """Features of a plate's corrected field stacks, one row per field: the mean-intensity
     baseline, whole-field CNN embeddings (``CNN_*``) when ``image_embedder`` is given, and
     single-cell embeddings summarized per field (``CellCNN_*``) when ``cells`` is given.

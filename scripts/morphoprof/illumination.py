@@ -29,8 +29,9 @@ def running_mean(images: Iterable[np.ndarray]) -> np.ndarray:
     return (total / count).astype(np.float32)
 
 
-def illumination_function(mean_image: np.ndarray, smoothing: float = 0.25,
-                          robust_percentile: float = 2.0) -> np.ndarray:
+def illumination_function(
+    mean_image: np.ndarray, smoothing: float = 0.25, robust_percentile: float = 2.0
+) -> np.ndarray:
     """Smooth the mean image and rescale it so that its robust minimum is 1.
 
     ``smoothing`` is the Gaussian sigma as a fraction of the image's shorter side.

@@ -51,8 +51,9 @@ def image_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
             page = tif.pages[0]
             end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
             if end > tif.filehandle.size:
-                raise InputError(f"{path}: truncated: its image data ends at byte {end}, "
-                                 f"the file at {tif.filehandle.size}")
+                raise InputError(
+                    f"{path}: truncated: its image data ends at byte {end}, the file at {tif.filehandle.size}"
+                )
             return tuple(s for s in page.shape if s != 1), np.dtype(page.dtype)
     except InputError:
         raise
@@ -79,8 +80,9 @@ def check_plate_images(fields, channels: list[str]) -> tuple[int, int]:
             if size is None:
                 size = shape
             elif shape != size:
-                raise InputError(f"{path}: {shape[0]}x{shape[1]} pixels, but the plate's other images are "
-                                 f"{size[0]}x{size[1]}")
+                raise InputError(
+                    f"{path}: {shape[0]}x{shape[1]} pixels, but the plate's other images are {size[0]}x{size[1]}"
+                )
             if dtypes.setdefault(ch, dtype) != dtype:
                 raise InputError(f"{path}: {dtype} pixels, but the plate's other {ch} images are {dtypes[ch]}")
     return size
@@ -159,8 +161,14 @@ def _uint16_array(shape: tuple[int, ...]) -> np.ndarray:
     return np.empty(shape, np.uint16)
 
 
-def corrected_batches(folder: str | Path, field_ids: list[str], batch_size: int, workers: int = 2,
-                      allocate: Callable = _uint16_array, ahead: int = 2) -> Iterator[tuple[list[str], object]]:
+def corrected_batches(
+    folder: str | Path,
+    field_ids: list[str],
+    batch_size: int,
+    workers: int = 2,
+    allocate: Callable = _uint16_array,
+    ahead: int = 2,
+) -> Iterator[tuple[list[str], object]]:
     """Yield ``(ids, batch)`` for a plate's corrected stacks, ``batch_size`` fields at a time.
 
     ``workers`` threads decode each stack straight into its slot of a (fields, channels, H, W)
@@ -170,9 +178,10 @@ def corrected_batches(folder: str | Path, field_ids: list[str], batch_size: int,
     if not field_ids:
         return
     shape = stack_shape(corrected_path(folder, field_ids[0]))
-    chunks = deque(field_ids[i:i + batch_size] for i in range(0, len(field_ids), batch_size))
+    chunks = deque(field_ids[i : i + batch_size] for i in range(0, len(field_ids), batch_size))
 
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+
         def submit(ids):
             batch = allocate((len(ids), *shape))
             slots = np.asarray(batch)

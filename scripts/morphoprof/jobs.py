@@ -26,8 +26,9 @@ def start_job(snakemake) -> logging.Logger:
     need no network do not pay for it.
     """
     log_file = snakemake.log[0] if snakemake.log else None
-    logging.basicConfig(filename=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        force=True)
+    logging.basicConfig(
+        filename=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
+    )
     threads = max(int(snakemake.threads), 1)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is imported later
     if "torch" in sys.modules:

@@ -89,8 +89,7 @@ def _check_duplicate_sites(fields: pd.DataFrame, source) -> None:
     if dup.any():
         rows = (np.flatnonzero(dup.to_numpy())[:6] + 2).tolist()
         first = fields[dup].iloc[0]
-        raise InputError(f"{source}: duplicate site {first[PLATE]}/{first[WELL]}/site {first[SITE]} "
-                         f"(lines {rows})")
+        raise InputError(f"{source}: duplicate site {first[PLATE]}/{first[WELL]}/site {first[SITE]} (lines {rows})")
 
 
 def normalize_wells(wells: pd.Series) -> pd.Series:
@@ -113,8 +112,9 @@ def _check_plates(fields: pd.DataFrame, source) -> None:
     bad = fields[PLATE].str.contains("/", regex=False) | (fields[PLATE] == "")
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{source}: line {row + 2}: plate {fields[PLATE].iloc[row]!r} cannot name a folder "
-                         "(empty, or holds '/')")
+        raise InputError(
+            f"{source}: line {row + 2}: plate {fields[PLATE].iloc[row]!r} cannot name a folder (empty, or holds '/')"
+        )
 
 
 def _with_field_ids(fields: pd.DataFrame) -> pd.DataFrame:
@@ -138,17 +138,20 @@ def generic_fields(path: str | Path, channels: list[str], image_root: str | Path
     path_columns = [c for c in table.columns if c.startswith("path_")]
     unknown = [ch for ch in channels if f"path_{ch}" not in table.columns]
     if unknown:
-        raise InputError(f"{path}: unknown channel(s) {unknown}: no column path_<channel> for them; "
-                         f"the table has {path_columns}")
+        raise InputError(
+            f"{path}: unknown channel(s) {unknown}: no column path_<channel> for them; the table has {path_columns}"
+        )
     root = str(image_root) if image_root else os.path.dirname(str(path))
-    fields = pd.DataFrame({
-        PLATE: table["plate"].str.strip(),
-        WELL: normalize_wells(table["well"]),
-        SITE: _numbers(table["site"], "site", path, int),
-        BATCH: table["batch"].str.strip() if "batch" in table else table["plate"].str.strip(),
-        COMPOUND: table["compound"].str.strip(),
-        CONCENTRATION: _numbers(table["concentration"], "concentration", path),
-    })
+    fields = pd.DataFrame(
+        {
+            PLATE: table["plate"].str.strip(),
+            WELL: normalize_wells(table["well"]),
+            SITE: _numbers(table["site"], "site", path, int),
+            BATCH: table["batch"].str.strip() if "batch" in table else table["plate"].str.strip(),
+            COMPOUND: table["compound"].str.strip(),
+            CONCENTRATION: _numbers(table["concentration"], "concentration", path),
+        }
+    )
     for ch in channels:
         fields[path_column(ch)] = [os.path.join(root, p) if p else p for p in table[f"path_{ch}"].str.strip()]
     _check_plates(fields, path)
@@ -156,8 +159,9 @@ def generic_fields(path: str | Path, channels: list[str], image_root: str | Path
     return _with_field_ids(fields)
 
 
-def bbbc021_fields(image_csv: str | Path, moa_csv: str | Path, image_root: str | Path,
-                   channels: list[str]) -> pd.DataFrame:
+def bbbc021_fields(
+    image_csv: str | Path, moa_csv: str | Path, image_root: str | Path, channels: list[str]
+) -> pd.DataFrame:
     """Fields of BBBC021's annotated treatments and DMSO, from its published CSVs.
 
     Keeps the (compound, concentration) pairs that the MOA table annotates, drops the
@@ -167,8 +171,12 @@ def bbbc021_fields(image_csv: str | Path, moa_csv: str | Path, image_root: str |
     if unknown:
         raise InputError(f"{image_csv}: unknown channel(s) {unknown}; BBBC021 has {list(BBBC021_CHANNELS)}")
     table = read_table(image_csv)
-    needed = ["Image_Metadata_Plate_DAPI", "Image_Metadata_Well_DAPI", "Image_Metadata_Compound",
-              "Image_Metadata_Concentration"]
+    needed = [
+        "Image_Metadata_Plate_DAPI",
+        "Image_Metadata_Well_DAPI",
+        "Image_Metadata_Compound",
+        "Image_Metadata_Concentration",
+    ]
     needed += [f"Image_{kind}_{ch}" for ch in channels for kind in ("FileName", "PathName")]
     _require_columns(table, needed, image_csv)
     site = table["Image_FileName_DAPI" if "DAPI" in channels else f"Image_FileName_{channels[0]}"]
@@ -176,19 +184,26 @@ def bbbc021_fields(image_csv: str | Path, moa_csv: str | Path, image_root: str |
     if site.isna().any():
         row = int(np.flatnonzero(site.isna().to_numpy())[0])
         raise InputError(f"{image_csv}: line {row + 2}: no site (_s<N>_) in the file name")
-    fields = pd.DataFrame({
-        PLATE: table["Image_Metadata_Plate_DAPI"].str.strip(),
-        WELL: normalize_wells(table["Image_Metadata_Well_DAPI"]),
-        SITE: site.astype(int),
-        BATCH: table[f"Image_PathName_{channels[0]}"].str.strip().str.split("/").str[0],
-        COMPOUND: table["Image_Metadata_Compound"].str.strip(),
-        CONCENTRATION: _numbers(table["Image_Metadata_Concentration"], "Image_Metadata_Concentration", image_csv),
-    })
+    fields = pd.DataFrame(
+        {
+            PLATE: table["Image_Metadata_Plate_DAPI"].str.strip(),
+            WELL: normalize_wells(table["Image_Metadata_Well_DAPI"]),
+            SITE: site.astype(int),
+            BATCH: table[f"Image_PathName_{channels[0]}"].str.strip().str.split("/").str[0],
+            COMPOUND: table["Image_Metadata_Compound"].str.strip(),
+            CONCENTRATION: _numbers(table["Image_Metadata_Concentration"], "Image_Metadata_Concentration", image_csv),
+        }
+    )
     for ch in channels:
-        fields[path_column(ch)] = [os.path.join(image_root, d, f) for d, f in
-                                   zip(table[f"Image_PathName_{ch}"].str.strip(), table[f"Image_FileName_{ch}"].str.strip())]
-    positive_control = ((fields[COMPOUND] == "taxol") & (concentration_key(fields[CONCENTRATION]) == 0.3)
-                        & fields[WELL].isin(BBBC021_POSITIVE_CONTROL_WELLS))
+        fields[path_column(ch)] = [
+            os.path.join(image_root, d, f)
+            for d, f in zip(table[f"Image_PathName_{ch}"].str.strip(), table[f"Image_FileName_{ch}"].str.strip())
+        ]
+    positive_control = (
+        (fields[COMPOUND] == "taxol")
+        & (concentration_key(fields[CONCENTRATION]) == 0.3)
+        & fields[WELL].isin(BBBC021_POSITIVE_CONTROL_WELLS)
+    )
     moa = read_moa_table(moa_csv)
     annotated = set(zip(moa["compound"], concentration_key(moa["concentration"])))
     keep = [(c, k) in annotated for c, k in zip(fields[COMPOUND], concentration_key(fields[CONCENTRATION]))]
@@ -207,8 +222,10 @@ def attach_moa(fields: pd.DataFrame, moa: pd.DataFrame, control: str, source) ->
     with_control = set(fields.loc[fields[COMPOUND] == control, PLATE])
     without = sorted(set(fields[PLATE]) - with_control)
     if without:
-        raise InputError(f"plate(s) {without[:5]}{' ...' if len(without) > 5 else ''} have no {control!r} wells "
-                         f"(config control): each plate's profiles are normalized against its own control wells")
+        raise InputError(
+            f"plate(s) {without[:5]}{' ...' if len(without) > 5 else ''} have no {control!r} wells "
+            f"(config control): each plate's profiles are normalized against its own control wells"
+        )
     fields = fields.copy()
     if "concentration" in moa:
         lookup = {(c, k): m for c, k, m in zip(moa["compound"], concentration_key(moa["concentration"]), moa["moa"])}
@@ -244,8 +261,10 @@ def check_paths_inside(fields: pd.DataFrame, channels: list[str], root: str | Pa
         for field_id, path in zip(fields[FIELD], fields[path_column(ch)]):
             real = os.path.realpath(path)
             if os.path.commonpath([base, real]) != base:
-                raise InputError(f"{field_id} {ch}: {path} resolves to {real}, outside config input.image_root "
-                                 f"{root} (set input.allow_outside_root: true to read it anyway)")
+                raise InputError(
+                    f"{field_id} {ch}: {path} resolves to {real}, outside config input.image_root "
+                    f"{root} (set input.allow_outside_root: true to read it anyway)"
+                )
 
 
 def _path_problem(path: str) -> str:
@@ -258,9 +277,9 @@ def plate_fields(fields: pd.DataFrame, plate: str) -> pd.DataFrame:
     return fields[fields[PLATE] == plate].reset_index(drop=True)
 
 
-
-def join_well_profiles(table: pd.DataFrame, source, fields: pd.DataFrame, plate_column: str, well_column: str,
-                       family: str) -> pd.DataFrame:
+def join_well_profiles(
+    table: pd.DataFrame, source, fields: pd.DataFrame, plate_column: str, well_column: str, family: str
+) -> pd.DataFrame:
     """Attach well metadata (batch, compound, concentration, MOA) to another tool's well profiles.
 
     Every column other than the plate and well columns must be numeric; features are
@@ -276,8 +295,9 @@ def join_well_profiles(table: pd.DataFrame, source, fields: pd.DataFrame, plate_
     if not features:
         raise InputError(f"{source}: no feature columns besides {plate_column!r} and {well_column!r}")
     wells = fields.drop_duplicates([PLATE, WELL])[[PLATE, WELL, BATCH, COMPOUND, CONCENTRATION, MOA]]
-    keys = pd.DataFrame({PLATE: table[plate_column].astype(str).str.strip(),
-                         WELL: normalize_wells(table[well_column].astype(str))})
+    keys = pd.DataFrame(
+        {PLATE: table[plate_column].astype(str).str.strip(), WELL: normalize_wells(table[well_column].astype(str))}
+    )
     if keys.duplicated().any():
         first = keys[keys.duplicated()].iloc[0]
         raise InputError(f"{source}: more than one row for plate {first[PLATE]} well {first[WELL]}")

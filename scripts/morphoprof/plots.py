@@ -51,8 +51,15 @@ def embedding(coords: np.ndarray, moas: pd.Series, batches: pd.Series, title: st
         colours = plt.get_cmap("tab20" if labels.nunique() > 10 else "tab10")
         for i, label in enumerate(sorted(labels.unique())):
             sel = (labels == label).to_numpy()
-            ax.scatter(coords[sel, 0], coords[sel, 1], color=colours(i % colours.N), s=40, label=label,
-                       edgecolor="k", linewidth=0.3)
+            ax.scatter(
+                coords[sel, 0],
+                coords[sel, 1],
+                color=colours(i % colours.N),
+                s=40,
+                label=label,
+                edgecolor="k",
+                linewidth=0.3,
+            )
         ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left", title=name)
         ax.set_title(f"{title}: coloured by {name}")
         ax.set_xticks([])
@@ -123,8 +130,14 @@ def cell_counts(flagged: pd.DataFrame, wells: pd.Series, low: float, high: float
     passed = flagged["QC_Pass"].to_numpy()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * len(order) + 2), 4))
     ax.scatter(x[passed], flagged["Cells_Count"].to_numpy()[passed], s=14, color="tab:blue", label="kept")
-    ax.scatter(x[~passed], flagged["Cells_Count"].to_numpy()[~passed], s=24, color="tab:red", marker="x",
-               label=f"flagged ({int((~passed).sum())})")
+    ax.scatter(
+        x[~passed],
+        flagged["Cells_Count"].to_numpy()[~passed],
+        s=24,
+        color="tab:red",
+        marker="x",
+        label=f"flagged ({int((~passed).sum())})",
+    )
     for limit in (low, high):
         ax.axhline(limit, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xticks(range(len(order)), order, rotation=90, fontsize=6)

@@ -71,8 +71,9 @@ def _centre_on_plate_controls(wells: pd.DataFrame, control: str, robust: bool) -
         on_plate = plates == plate
         controls = values[on_plate & is_control]
         if len(controls) == 0:
-            raise InputError(f"plate {plate}: no {control} wells to normalize against (none matched, or QC left "
-                             "them all out)")
+            raise InputError(
+                f"plate {plate}: no {control} wells to normalize against (none matched, or QC left them all out)"
+            )
         centre = np.median(controls, axis=0) if robust else controls.mean(axis=0)
         values[on_plate] -= centre
         controls = controls - centre
@@ -114,8 +115,9 @@ def _coral(values: np.ndarray, is_control: np.ndarray, batches: np.ndarray, ridg
     return out
 
 
-def normalize(wells: pd.DataFrame, control: str, method: str = "zscore", std_floor_quantile: float = 0.25,
-              ridge: float = 1.0) -> pd.DataFrame:
+def normalize(
+    wells: pd.DataFrame, control: str, method: str = "zscore", std_floor_quantile: float = 0.25, ridge: float = 1.0
+) -> pd.DataFrame:
     """Normalize well profiles against the control wells.
 
     - ``zscore``: centre each plate on its control mean, divide by the pooled control std,
@@ -149,8 +151,9 @@ def select_features(wells: pd.DataFrame, operations: list[str], corr_threshold: 
         return wells
     from pycytominer import feature_select
 
-    return feature_select(wells, features=feature_columns(wells), operation=list(operations),
-                          corr_threshold=corr_threshold)
+    return feature_select(
+        wells, features=feature_columns(wells), operation=list(operations), corr_threshold=corr_threshold
+    )
 
 
 def treatment_profiles(wells: pd.DataFrame, control: str, method: str = "mean") -> pd.DataFrame:
@@ -177,7 +180,6 @@ def build_profiles(wells: pd.DataFrame, control: str, settings: dict) -> tuple[p
     ``settings`` is the config's ``profiles`` block; the same code serves the workflow and
     the scoring of other tools' profiles.
     """
-    normalized = normalize(wells, control, settings["normalization"], settings["std_floor_quantile"],
-                           settings["ridge"])
+    normalized = normalize(wells, control, settings["normalization"], settings["std_floor_quantile"], settings["ridge"])
     normalized = select_features(normalized, settings["feature_selection"], settings["corr_threshold"])
     return normalized, treatment_profiles(normalized, control, settings["aggregate"])

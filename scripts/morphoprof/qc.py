@@ -19,8 +19,9 @@ def field_measurements(stack: np.ndarray, channels: list[str]) -> dict[str, floa
     return out
 
 
-def flag_fields(measurements: pd.DataFrame, channels: list[str], blank_contrast: float = 0.2,
-                debris_brightness: float = 2.5) -> pd.DataFrame:
+def flag_fields(
+    measurements: pd.DataFrame, channels: list[str], blank_contrast: float = 0.2, debris_brightness: float = 2.5
+) -> pd.DataFrame:
     """Flag fields against their plate's median field.
 
     Blank: the first (nuclear) channel's contrast is below ``blank_contrast`` times the
@@ -64,19 +65,29 @@ def blank_plates(image_qc: pd.DataFrame, plates: pd.Series, nuclear: str, blank_
     return sorted(contrast.index[contrast < blank_contrast * contrast.median()])
 
 
-def fields_passing(fields: pd.DataFrame, image_qc: pd.DataFrame, segmentation_qc: pd.DataFrame, nuclear: str,
-                   blank_contrast: float = 0.2) -> tuple[pd.Series, list[str]]:
+def fields_passing(
+    fields: pd.DataFrame,
+    image_qc: pd.DataFrame,
+    segmentation_qc: pd.DataFrame,
+    nuclear: str,
+    blank_contrast: float = 0.2,
+) -> tuple[pd.Series, list[str]]:
     """Which of ``fields`` (``Metadata_Field``, ``Metadata_Plate``) pass image QC, segmentation QC
     and the screen-wide blank-plate check, and the blank plates. A plate left without any
     passing field stops the run, named."""
     ids = fields[FIELD]
     image = image_qc.set_index(FIELD).loc[ids]
     blank = blank_plates(image, fields[PLATE], nuclear, blank_contrast)
-    passed = (image["QC_Pass"].to_numpy() & ids.isin(segmentation_qc.loc[segmentation_qc["QC_Pass"], FIELD])
-              & ~fields[PLATE].isin(blank))
+    passed = (
+        image["QC_Pass"].to_numpy()
+        & ids.isin(segmentation_qc.loc[segmentation_qc["QC_Pass"], FIELD])
+        & ~fields[PLATE].isin(blank)
+    )
     empty = sorted(set(fields[PLATE]) - set(fields.loc[passed, PLATE]))
     if empty:
         why = f"blank next to the screen's other plates: {blank}" if blank else "see results/qc/ and results/plots/"
-        raise InputError(f"plate(s) {empty} have no field passing QC ({why}): remove them from the image table, "
-                         "or check their images and the segmentation model")
+        raise InputError(
+            f"plate(s) {empty} have no field passing QC ({why}): remove them from the image table, "
+            "or check their images and the segmentation model"
+        )
     return pd.Series(passed, index=fields.index), blank

@@ -38,8 +38,9 @@ def _admissible_similarity(profiles: pd.DataFrame, features: list[str], exclude_
     return np.where(blocked, -np.inf, sim)
 
 
-def nearest_neighbours(profiles: pd.DataFrame, features: list[str], exclude_batch: bool,
-                       metric: str = "cosine") -> pd.DataFrame:
+def nearest_neighbours(
+    profiles: pd.DataFrame, features: list[str], exclude_batch: bool, metric: str = "cosine"
+) -> pd.DataFrame:
     """For each treatment, its most similar treatment of another compound (and batch).
 
     Queries with no admissible neighbour get no prediction (NaN) and are left out of the
@@ -49,19 +50,22 @@ def nearest_neighbours(profiles: pd.DataFrame, features: list[str], exclude_batc
     has_neighbour = np.isfinite(sim).any(axis=1)
     best = np.argmax(sim, axis=1)
     compounds, moas = profiles[COMPOUND].to_numpy(), profiles[MOA].to_numpy()
-    return pd.DataFrame({
-        COMPOUND: compounds,
-        CONCENTRATION: profiles[CONCENTRATION].to_numpy(),
-        MOA: moas,
-        "neighbour_compound": np.where(has_neighbour, compounds[best], None),
-        "neighbour_concentration": np.where(has_neighbour, profiles[CONCENTRATION].to_numpy()[best], np.nan),
-        "predicted_moa": np.where(has_neighbour, moas[best], None),
-        "similarity": np.where(has_neighbour, sim[np.arange(len(sim)), best], np.nan),
-    })
+    return pd.DataFrame(
+        {
+            COMPOUND: compounds,
+            CONCENTRATION: profiles[CONCENTRATION].to_numpy(),
+            MOA: moas,
+            "neighbour_compound": np.where(has_neighbour, compounds[best], None),
+            "neighbour_concentration": np.where(has_neighbour, profiles[CONCENTRATION].to_numpy()[best], np.nan),
+            "predicted_moa": np.where(has_neighbour, moas[best], None),
+            "similarity": np.where(has_neighbour, sim[np.arange(len(sim)), best], np.nan),
+        }
+    )
 
 
-def knn_predictions(profiles: pd.DataFrame, features: list[str], k: int, exclude_batch: bool,
-                    metric: str = "cosine") -> pd.Series:
+def knn_predictions(
+    profiles: pd.DataFrame, features: list[str], k: int, exclude_batch: bool, metric: str = "cosine"
+) -> pd.Series:
     """Majority MOA among the k most similar admissible treatments; a tie goes to the MOA
     of the nearest tied neighbour. None where no neighbour is admissible."""
     sim = _admissible_similarity(profiles, features, exclude_batch, metric)
@@ -114,8 +118,15 @@ def average_precision(profiles: pd.DataFrame, features: list[str]) -> pd.DataFra
     from copairs.map import average_precision as copairs_ap
 
     meta = profiles[[COMPOUND, CONCENTRATION, MOA]].reset_index(drop=True)
-    return copairs_ap(meta, profiles[features].to_numpy(np.float64), pos_sameby=[MOA], pos_diffby=[COMPOUND],
-                      neg_sameby=[], neg_diffby=[MOA], progress_bar=False)
+    return copairs_ap(
+        meta,
+        profiles[features].to_numpy(np.float64),
+        pos_sameby=[MOA],
+        pos_diffby=[COMPOUND],
+        neg_sameby=[],
+        neg_diffby=[MOA],
+        progress_bar=False,
+    )
 
 
 def undefined_scores(profiles: pd.DataFrame) -> dict[str, str]:
@@ -151,8 +162,9 @@ def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFra
         "nsc": unless("nsc", accuracy(nsc)),
         "nscb": unless("nscb", accuracy(nscb)),
         "nscb_scored_treatments": int(nscb["predicted_moa"].notna().sum()),
-        "nscb_common": unless("nscb_common", accuracy(nearest_neighbours(common, features, exclude_batch=True))
-                              if len(common) else None),
+        "nscb_common": unless(
+            "nscb_common", accuracy(nearest_neighbours(common, features, exclude_batch=True)) if len(common) else None
+        ),
         "nscb_common_treatments": int(len(common)),
         "nscb_common_dropped_moas": dropped,
         "n_treatments": int(len(profiles)),
@@ -167,15 +179,20 @@ def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFra
         "knn": {},
         "map": unless("map", float(ap["average_precision"].mean()) if ap is not None else None),
         "map_per_moa": {m: float(v) for m, v in ap.groupby(MOA)["average_precision"].mean().items()}
-        if ap is not None else {},
+        if ap is not None
+        else {},
         "per_moa_nsc": per_moa_accuracy(nsc) if "nsc" not in undefined else {},
         "per_moa_nscb": per_moa_accuracy(nscb) if "nscb" not in undefined else {},
         "undefined": undefined,
     }
     for k in KS:
         summary["knn"][f"k{k}"] = {
-            kind: unless(kind, accuracy(pd.DataFrame({MOA: profiles[MOA],
-                                                      "predicted_moa": knn_predictions(profiles, features, k, b)})))
+            kind: unless(
+                kind,
+                accuracy(
+                    pd.DataFrame({MOA: profiles[MOA], "predicted_moa": knn_predictions(profiles, features, k, b)})
+                ),
+            )
             for kind, b in (("nsc", False), ("nscb", True))
         }
     table = nsc.rename(columns={c: f"nsc_{c}" for c in nsc.columns[3:]})
@@ -192,8 +209,9 @@ def shown(value: float | None, digits: int = 3) -> str:
 HEADLINE = ("nsc", "nscb", "nscb_common", "map", "n_features")
 
 
-def evaluate(treatments: pd.DataFrame, family: str, baselines: list[str] = (),
-             levels: dict[str, str] | None = None) -> tuple[dict, pd.DataFrame]:
+def evaluate(
+    treatments: pd.DataFrame, family: str, baselines: list[str] = (), levels: dict[str, str] | None = None
+) -> tuple[dict, pd.DataFrame]:
     """Scores of one feature family (or '+'-joined families), with the headline scores of
     baseline families and of each profile level (``{"field": "CNN", ...}``) beside them."""
     from .profiles import feature_columns
@@ -218,5 +236,8 @@ def pair_distances(profiles: pd.DataFrame, features: list[str]) -> dict[str, np.
     same_compound = (compounds[:, None] == compounds[None, :])[upper]
     same_moa = (moas[:, None] == moas[None, :])[upper]
     values = distance[upper]
-    return {"same compound": values[same_compound], "same MOA, other compound": values[same_moa & ~same_compound],
-            "other MOA": values[~same_moa]}
+    return {
+        "same compound": values[same_compound],
+        "same MOA, other compound": values[same_moa & ~same_compound],
+        "other MOA": values[~same_moa],
+    }

@@ -55,8 +55,9 @@ def partial_config(path: str | Path | None, defaults: str | Path, schema_file: s
         except (OSError, yaml.YAMLError) as err:
             raise md.InputError(f"{path}: not a readable YAML config ({str(err).splitlines()[0]})") from err
         if not isinstance(overrides, dict):
-            raise md.InputError(f"{path}: a config is a mapping of blocks (profiles:, ...), "
-                                f"not {type(overrides).__name__}")
+            raise md.InputError(
+                f"{path}: a config is a mapping of blocks (profiles:, ...), not {type(overrides).__name__}"
+            )
         for key, block in overrides.items():
             both_blocks = isinstance(block, dict) and isinstance(config.get(key), dict)
             config[key] = {**config[key], **block} if both_blocks else block
@@ -108,13 +109,17 @@ def check_models(config: dict) -> None:
         from . import features
 
         features.check_backbone_available(config["features"]["backbone"], config["features"]["weights_dir"])
-    for key, spec in (("segmentation.model", config["segmentation"]["model"]),
-                      ("segmentation.cells.model", config["segmentation"]["cells"]["model"])):
+    for key, spec in (
+        ("segmentation.model", config["segmentation"]["model"]),
+        ("segmentation.cells.model", config["segmentation"]["cells"]["model"]),
+    ):
         if not spec or spec == "train" or spec in segmentation.BUILTIN_MODELS:
             continue
         if not Path(spec).is_file():
-            raise md.InputError(f"config {key}: {spec!r} is neither a built-in Cellpose model "
-                                f"{segmentation.BUILTIN_MODELS} nor a model file")
+            raise md.InputError(
+                f"config {key}: {spec!r} is neither a built-in Cellpose model "
+                f"{segmentation.BUILTIN_MODELS} nor a model file"
+            )
         segmentation.load_model(spec)
 
 
@@ -124,8 +129,9 @@ def load_fields(config: dict) -> pd.DataFrame:
     channels = list(config["channels"])
     if source["format"] == "simulated":
         if channels != list(simulate.CHANNELS):
-            raise md.InputError(f"config channels: the simulated screen has channels {list(simulate.CHANNELS)}, "
-                                f"got {channels}")
+            raise md.InputError(
+                f"config channels: the simulated screen has channels {list(simulate.CHANNELS)}, got {channels}"
+            )
         return simulate.field_table(simulate.ScreenParams.from_config(config["simulate"]), SIMULATED_IMAGES)
     for key in ("image_table", "moa_table"):
         if not source.get(key):
@@ -141,5 +147,3 @@ def load_fields(config: dict) -> pd.DataFrame:
         md.check_paths_inside(fields, channels, source["image_root"])
     md.check_image_files(fields, channels)
     return fields
-
-

@@ -74,8 +74,7 @@ def new_model(nbase=SMALL_NBASE, diam_mean: float = 17.0, device=None):
     device = device or torch.device("cpu")
     model = models.CellposeModel(pretrained_model=False, device=device, nchan=2, diam_mean=diam_mean)
     model.nbase = [2, *nbase]
-    model.net = resnet_torch.CPnet(model.nbase, 3, sz=3, mkldnn=False, max_pool=True,
-                                   diam_mean=diam_mean).to(device)
+    model.net = resnet_torch.CPnet(model.nbase, 3, sz=3, mkldnn=False, max_pool=True, diam_mean=diam_mean).to(device)
     model.diam_labels = diam_mean
     return model
 
@@ -93,11 +92,14 @@ def load_model(spec: str, device=None):
             raise RuntimeError(
                 f"Cellpose could not download its built-in model {spec!r} ({err}). On a machine with internet, "
                 f"run python -c \"from cellpose import models; models.CellposeModel(model_type='{spec}')\" and copy "
-                f"~/.cellpose/models to this machine, or set CELLPOSE_LOCAL_MODELS_PATH to where the files are.") from err
+                f"~/.cellpose/models to this machine, or set CELLPOSE_LOCAL_MODELS_PATH to where the files are."
+            ) from err
     path = Path(spec)
     if not path.is_file():
-        raise FileNotFoundError(f"config segmentation.model: {spec!r} is neither a built-in Cellpose model "
-                                f"{BUILTIN_MODELS} nor a model file")
+        raise FileNotFoundError(
+            f"config segmentation.model: {spec!r} is neither a built-in Cellpose model "
+            f"{BUILTIN_MODELS} nor a model file"
+        )
     try:  # Cellpose reads model files as data only (torch.load with weights_only)
         if sidecar(path).is_file():
             meta = json.loads(sidecar(path).read_text())
@@ -107,15 +109,25 @@ def load_model(spec: str, device=None):
             return model
         return models.CellposeModel(pretrained_model=str(path), device=device)
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError) as err:
-        raise InputError(f"{path}: not a Cellpose model file ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
+        raise InputError(
+            f"{path}: not a Cellpose model file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from err
 
 
-def train(images: list[np.ndarray], masks: list[np.ndarray], out_path: str | Path, n_epochs: int = 100,
-          nbase=SMALL_NBASE, learning_rate: float = 0.1, seed: int = 0, device=None) -> Path:
+def train(
+    images: list[np.ndarray],
+    masks: list[np.ndarray],
+    out_path: str | Path,
+    n_epochs: int = 100,
+    nbase=SMALL_NBASE,
+    learning_rate: float = 0.1,
+    seed: int = 0,
+    device=None,
+) -> Path:
     """Train a small Cellpose U-Net from scratch on grey images and label masks; save it."""
     import torch
-    from cellpose import train as cp_train, utils
+    from cellpose import train as cp_train
+    from cellpose import utils
 
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -124,11 +136,22 @@ def train(images: list[np.ndarray], masks: list[np.ndarray], out_path: str | Pat
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with _epochs_on_terminal():
-        saved = cp_train.train_seg(model.net, train_data=[im.astype(np.float32) for im in images],
-                                   train_labels=list(masks), channels=[0, 0], normalize=True,
-                                   n_epochs=n_epochs, learning_rate=learning_rate, weight_decay=1e-4,
-                                   SGD=True, batch_size=8, min_train_masks=1, save_path=str(out_path.parent),
-                                   model_name=out_path.name, bsize=128)
+        saved = cp_train.train_seg(
+            model.net,
+            train_data=[im.astype(np.float32) for im in images],
+            train_labels=list(masks),
+            channels=[0, 0],
+            normalize=True,
+            n_epochs=n_epochs,
+            learning_rate=learning_rate,
+            weight_decay=1e-4,
+            SGD=True,
+            batch_size=8,
+            min_train_masks=1,
+            save_path=str(out_path.parent),
+            model_name=out_path.name,
+            bsize=128,
+        )
     saved_path = Path(saved[0] if isinstance(saved, tuple) else saved)
     if saved_path != out_path:
         saved_path.replace(out_path)
@@ -167,8 +190,10 @@ def training_pairs(folder: str | Path, channel: int = 0) -> tuple[list[np.ndarra
         raise FileNotFoundError(f"config segmentation.train.images: folder {str(folder)!r} not found")
     mask_files = sorted(folder.glob(f"*{MASK_SUFFIX}.tif*"))
     if not mask_files:
-        raise FileNotFoundError(f"config segmentation.train.images: no label images named <name>{MASK_SUFFIX}.tif "
-                                f"in {folder} (Cellpose's naming: image.tif with image{MASK_SUFFIX}.tif)")
+        raise FileNotFoundError(
+            f"config segmentation.train.images: no label images named <name>{MASK_SUFFIX}.tif "
+            f"in {folder} (Cellpose's naming: image.tif with image{MASK_SUFFIX}.tif)"
+        )
     pictures, masks = [], []
     for mask_file in mask_files:
         stem = mask_file.name.split(MASK_SUFFIX)[0]
@@ -181,12 +206,15 @@ def training_pairs(folder: str | Path, channel: int = 0) -> tuple[list[np.ndarra
         if picture.ndim == 3:
             axis = 0 if picture.shape[0] < picture.shape[-1] else -1
             if channel >= picture.shape[axis]:
-                raise ValueError(f"{image_file}: config segmentation.train.channel {channel} but the image has "
-                                 f"{picture.shape[axis]} channels")
+                raise ValueError(
+                    f"{image_file}: config segmentation.train.channel {channel} but the image has "
+                    f"{picture.shape[axis]} channels"
+                )
             picture = np.take(picture, channel, axis=axis)
         if picture.shape != mask.shape:
-            raise ValueError(f"{mask_file}: labels of shape {mask.shape} for an image of shape {picture.shape} "
-                             f"({image_file})")
+            raise ValueError(
+                f"{mask_file}: labels of shape {mask.shape} for an image of shape {picture.shape} ({image_file})"
+            )
         pictures.append(picture)
         masks.append(mask)
     return pictures, masks
@@ -205,12 +233,18 @@ class Flows:
     cellprob: np.ndarray
     niter: float
 
-    def field(self, k: int) -> "Flows":
-        return Flows(self.dP[:, k:k + 1], self.cellprob[k:k + 1], self.niter)
+    def field(self, k: int) -> Flows:
+        return Flows(self.dP[:, k : k + 1], self.cellprob[k : k + 1], self.niter)
 
 
-def network_flows(model, images: np.ndarray, diameter: float | None = None, batch_size: int = 8,
-                  lowhigh=None, max_tile: int | None = None) -> Flows:
+def network_flows(
+    model,
+    images: np.ndarray,
+    diameter: float | None = None,
+    batch_size: int = 8,
+    lowhigh=None,
+    max_tile: int | None = None,
+) -> Flows:
     """Cellpose's network on a stack of same-shape fields, as ``model.eval`` runs it before its masks.
 
     Grey (fields, H, W) stacks are segmented as they are; (fields, 2, H, W) stacks as a cytoplasm
@@ -228,14 +262,27 @@ def network_flows(model, images: np.ndarray, diameter: float | None = None, batc
     rescale = model.diam_mean / diameter  # as eval computes it (float32 for built-in models)
     max_tile = max_tile or MAX_TILE.get(model.device.type, MAX_TILE["cpu"])
     tile = min(int(np.ceil(max(stack.shape[-2:]) * rescale / 16) * 16) + 16, max_tile)  # Cellpose pads 8 px a side
-    x = transforms.convert_image(np.moveaxis(stack, 1, -1) if two_channel else stack,
-                                 [1, 2] if two_channel else [0, 0], channel_axis=3 if two_channel else None,
-                                 z_axis=0, do_3D=False, nchan=model.nchan)
+    x = transforms.convert_image(
+        np.moveaxis(stack, 1, -1) if two_channel else stack,
+        [1, 2] if two_channel else [0, 0],
+        channel_axis=3 if two_channel else None,
+        z_axis=0,
+        do_3D=False,
+        nchan=model.nchan,
+    )
     bounds = None if lowhigh is None else np.asarray(lowhigh)
     normalize = {**models.normalize_default, "norm3D": False, "lowhigh": bounds}
     x = transforms.normalize_img(np.asarray(x), **normalize)
-    dP, cellprob, _ = model._run_net(x, rescale=rescale, augment=False, batch_size=batch_size, tile_overlap=0.1,
-                                     bsize=tile, resample=True, do_3D=False)
+    dP, cellprob, _ = model._run_net(
+        x,
+        rescale=rescale,
+        augment=False,
+        batch_size=batch_size,
+        tile_overlap=0.1,
+        bsize=tile,
+        resample=True,
+        do_3D=False,
+    )
     return Flows(dP, cellprob, 1 / rescale * 200)
 
 
@@ -252,16 +299,31 @@ def masks_from_flows(flows: Flows, flow_threshold: float = 0.4, cellprob_thresho
 
     labels = []
     for k in range(flows.cellprob.shape[0]):
-        mask = dynamics.resize_and_compute_masks(flows.dP[:, k], flows.cellprob[k], niter=flows.niter,
-                                                 cellprob_threshold=cellprob_threshold, flow_threshold=flow_threshold,
-                                                 interp=True, resize=None, min_size=15, max_size_fraction=0.4,
-                                                 device=torch.device("cpu"))
+        mask = dynamics.resize_and_compute_masks(
+            flows.dP[:, k],
+            flows.cellprob[k],
+            niter=flows.niter,
+            cellprob_threshold=cellprob_threshold,
+            flow_threshold=flow_threshold,
+            interp=True,
+            resize=None,
+            min_size=15,
+            max_size_fraction=0.4,
+            device=torch.device("cpu"),
+        )
         labels.append(compact_labels(mask))
     return labels
 
 
-def segment(model, images: list[np.ndarray], diameter: float | None = None, batch_size: int = 8,
-            flow_threshold: float = 0.4, cellprob_threshold: float = 0.0, lowhigh=None) -> list[np.ndarray]:
+def segment(
+    model,
+    images: list[np.ndarray],
+    diameter: float | None = None,
+    batch_size: int = 8,
+    flow_threshold: float = 0.4,
+    cellprob_threshold: float = 0.0,
+    lowhigh=None,
+) -> list[np.ndarray]:
     """Label images of same-shape fields: ``network_flows``, then ``masks_from_flows``."""
     flows = network_flows(model, np.stack(images), diameter, batch_size, lowhigh)
     return masks_from_flows(flows, flow_threshold, cellprob_threshold)
@@ -280,30 +342,40 @@ def watershed_baseline(image: np.ndarray, diameter: float = 16.0, smoothing: flo
         return np.zeros(image.shape, np.uint16)
     foreground = morphology.remove_small_objects(smooth > filters.threshold_otsu(smooth), max_size=15)
     distance = ndi.distance_transform_edt(foreground)
-    peaks = feature.peak_local_max(distance, min_distance=max(1, round(diameter / 4)), labels=ndi.label(foreground)[0],
-                                   exclude_border=False)
+    peaks = feature.peak_local_max(
+        distance, min_distance=max(1, round(diameter / 4)), labels=ndi.label(foreground)[0], exclude_border=False
+    )
     markers = np.zeros(image.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     labels = sk_segmentation.watershed(-distance, markers, mask=foreground)
     return compact_labels(labels)
 
 
-def measure_objects(nuclei: np.ndarray, stack: np.ndarray, channels: list[str],
-                    cells: np.ndarray | None = None) -> pd.DataFrame:
+def measure_objects(
+    nuclei: np.ndarray, stack: np.ndarray, channels: list[str], cells: np.ndarray | None = None
+) -> pd.DataFrame:
     """One row per nucleus: label, centroid, area and each channel's mean intensity in the nucleus;
     with whole-cell labels, the cell holding the nucleus' centroid, its area and mean intensities."""
     from skimage import measure
 
     def measured(labels, prefix):
-        props = measure.regionprops_table(labels, intensity_image=np.moveaxis(stack, 0, -1),
-                                          properties=("label", "centroid", "area", "intensity_mean"))
-        return pd.DataFrame({
-            f"{prefix}_Label": props["label"],
-            **({"Location_Center_Y": props["centroid-0"], "Location_Center_X": props["centroid-1"]}
-               if prefix == "Nuclei" else {}),
-            f"{prefix}_Area": props["area"].astype(np.int64),
-            **{f"{prefix}_Intensity_{ch}_Mean": props[f"intensity_mean-{i}"] for i, ch in enumerate(channels)},
-        })
+        props = measure.regionprops_table(
+            labels,
+            intensity_image=np.moveaxis(stack, 0, -1),
+            properties=("label", "centroid", "area", "intensity_mean"),
+        )
+        return pd.DataFrame(
+            {
+                f"{prefix}_Label": props["label"],
+                **(
+                    {"Location_Center_Y": props["centroid-0"], "Location_Center_X": props["centroid-1"]}
+                    if prefix == "Nuclei"
+                    else {}
+                ),
+                f"{prefix}_Area": props["area"].astype(np.int64),
+                **{f"{prefix}_Intensity_{ch}_Mean": props[f"intensity_mean-{i}"] for i, ch in enumerate(channels)},
+            }
+        )
 
     table = measured(nuclei, "Nuclei")
     if cells is None:
@@ -323,9 +395,18 @@ def average_precision(true: list[np.ndarray], pred: list[np.ndarray], threshold:
     return float(tp / max(tp + fp + fn, 1))
 
 
-def segment_plate(folder, field_ids: list[str], channels: list[str], masks_folder, nuclei_model, settings: dict,
-                  cell_model=None, cytoplasm: str | None = None, workers: int = 2,
-                  progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def segment_plate(
+    folder,
+    field_ids: list[str],
+    channels: list[str],
+    masks_folder,
+    nuclei_model,
+    settings: dict,
+    cell_model=None,
+    cytoplasm: str | None = None,
+    workers: int = 2,
+    progress=None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Segment a plate's corrected field stacks, write the label TIFFs to ``masks_folder``, and
     return per-field counts and the per-nucleus table (``Metadata_Field`` first).
 
@@ -351,17 +432,38 @@ def segment_plate(folder, field_ids: list[str], channels: list[str], masks_folde
 
     with _mask_pool(workers) as pool:
         for ids, batch in images.corrected_batches(folder, field_ids, settings["batch_size"], workers):
-            nuclei = network_flows(nuclei_model, images.from_uint16(batch[:, 0]), settings["diameter"] or None,
-                                   settings["batch_size"], bounds[0])
+            nuclei = network_flows(
+                nuclei_model,
+                images.from_uint16(batch[:, 0]),
+                settings["diameter"] or None,
+                settings["batch_size"],
+                bounds[0],
+            )
             cells = None
             if cell_model is not None:
-                cells = network_flows(cell_model, images.from_uint16(batch[:, [cytoplasm_index, 0]]),
-                                      settings["cells"]["diameter"] or None, settings["batch_size"],
-                                      [bounds[cytoplasm_index], bounds[0]])
+                cells = network_flows(
+                    cell_model,
+                    images.from_uint16(batch[:, [cytoplasm_index, 0]]),
+                    settings["cells"]["diameter"] or None,
+                    settings["batch_size"],
+                    [bounds[cytoplasm_index], bounds[0]],
+                )
             for k, field_id in enumerate(ids):
-                pending.append((field_id, pool.submit(
-                    _field_masks, field_id, batch[k], channels, masks_folder, nuclei.field(k),
-                    cells.field(k) if cells is not None else None, thresholds)))
+                pending.append(
+                    (
+                        field_id,
+                        pool.submit(
+                            _field_masks,
+                            field_id,
+                            batch[k],
+                            channels,
+                            masks_folder,
+                            nuclei.field(k),
+                            cells.field(k) if cells is not None else None,
+                            thresholds,
+                        ),
+                    )
+                )
             while pending and (pending[0][1].done() or len(pending) > 2 * workers + settings["batch_size"]):
                 collect(pending.popleft())
         while pending:
@@ -380,8 +482,15 @@ def intensity_bounds(folder, field_ids: list[str]) -> list[tuple[float, float]]:
     return illumination.plate_bounds((images.read_corrected(folder, field_ids[i]) for i in sampled), 1, 99)
 
 
-def _field_masks(field_id: str, stack: np.ndarray, channels: list[str], masks_folder, nuclei: Flows,
-                 cells: Flows | None, thresholds: dict) -> tuple[dict, pd.DataFrame]:
+def _field_masks(
+    field_id: str,
+    stack: np.ndarray,
+    channels: list[str],
+    masks_folder,
+    nuclei: Flows,
+    cells: Flows | None,
+    thresholds: dict,
+) -> tuple[dict, pd.DataFrame]:
     """One field in a mask worker: its labels from the network's flows, written as TIFFs, then measured."""
     from . import images
 
@@ -399,8 +508,7 @@ def _field_masks(field_id: str, stack: np.ndarray, channels: list[str], masks_fo
 def _mask_pool(workers: int) -> ProcessPoolExecutor:
     """Worker processes for masks, forked (a rule script cannot be re-imported by spawned ones) and
     started at once, before the network runs; each computes on one CPU thread, never on the GPU."""
-    pool = ProcessPoolExecutor(max(workers, 1), mp_context=multiprocessing.get_context("fork"),
-                               initializer=_one_thread)
+    pool = ProcessPoolExecutor(max(workers, 1), mp_context=multiprocessing.get_context("fork"), initializer=_one_thread)
     for started in [pool.submit(int) for _ in range(max(workers, 1))]:
         started.result()
     return pool

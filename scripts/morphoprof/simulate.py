@@ -41,10 +41,20 @@ PHENOTYPES: dict[str, dict[str, float]] = {
 MOA_CODES = dict(zip(PHENOTYPES, ("ACT", "MTD", "MTS", "DDR", "AUR", "PSY", "REP", "EG5", "EPI", "PDG", "KIN", "CHL")))
 ADDITIVE = {"mitotic", "multinucleate", "actin_puncta", "dna_foci"}
 BASELINE = {
-    "density": 1.0, "nucleus_size": 1.0, "nucleus_elongation": 1.0, "dna_intensity": 1.0,
-    "mitotic": 0.03, "multinucleate": 0.0, "cell_size": 1.0, "tubulin_fibers": 1.0,
-    "tubulin_diffuse": 1.0, "tubulin_bundles": 1.0, "actin_fibers": 1.0, "actin_cortex": 1.0,
-    "actin_puncta": 0.0, "dna_foci": 0.0,
+    "density": 1.0,
+    "nucleus_size": 1.0,
+    "nucleus_elongation": 1.0,
+    "dna_intensity": 1.0,
+    "mitotic": 0.03,
+    "multinucleate": 0.0,
+    "cell_size": 1.0,
+    "tubulin_fibers": 1.0,
+    "tubulin_diffuse": 1.0,
+    "tubulin_bundles": 1.0,
+    "actin_fibers": 1.0,
+    "actin_cortex": 1.0,
+    "actin_puncta": 0.0,
+    "dna_foci": 0.0,
 }
 NUCLEUS_SPACING = 2.6  # nucleus centres are placed at least this many nucleus radii apart
 # Random sequential packing of discs NUCLEUS_SPACING radii wide jams at about 0.547 of the area; up to 0.4 every
@@ -54,7 +64,7 @@ MAX_PACKING = 0.4
 
 def max_cells_per_field(nucleus_radius: float) -> float:
     """The most nuclei per 256x256 px area that placement fits, for a nucleus radius in px."""
-    return MAX_PACKING * 256 ** 2 / (np.pi * (NUCLEUS_SPACING / 2 * nucleus_radius) ** 2)
+    return MAX_PACKING * 256**2 / (np.pi * (NUCLEUS_SPACING / 2 * nucleus_radius) ** 2)
 
 
 @dataclass(frozen=True)
@@ -89,10 +99,11 @@ class ScreenParams:
             raise ValueError(
                 f"config simulate.cells_per_field: {self.cells_per_field:g} is too dense. It counts nuclei per "
                 f"256x256 px area (not per field), and at most about {limit:.0f} fit there at "
-                f"simulate.nucleus_radius {self.nucleus_radius:g} (centres are {NUCLEUS_SPACING} radii apart)")
+                f"simulate.nucleus_radius {self.nucleus_radius:g} (centres are {NUCLEUS_SPACING} radii apart)"
+            )
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "ScreenParams":
+    def from_config(cls, cfg: dict) -> ScreenParams:
         """Build from the ``simulate`` config block; unknown keys are a config typo."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(cfg) - known)
@@ -129,12 +140,14 @@ def moa_table(params: ScreenParams) -> pd.DataFrame:
     rows = []
     for m, moa in enumerate(list(PHENOTYPES)[: params.moas]):
         for j in range(params.compounds_per_moa):
-            rows.append({
-                "compound": f"{MOA_CODES[moa]}-{j + 1}",
-                "moa": moa,
-                "batch": f"Batch{(m + j) % params.batches + 1}",
-                "potency": float(rng.uniform(0.75, 1.25)),
-            })
+            rows.append(
+                {
+                    "compound": f"{MOA_CODES[moa]}-{j + 1}",
+                    "moa": moa,
+                    "batch": f"Batch{(m + j) % params.batches + 1}",
+                    "potency": float(rng.uniform(0.75, 1.25)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -159,8 +172,16 @@ def screen_layout(params: ScreenParams) -> pd.DataFrame:
     for plate, batch in zip(plates, batches):
         for well, (compound, conc) in zip(_well_names(), wells_by_plate[plate]):
             for site in range(1, params.sites + 1):
-                rows.append({"plate": plate, "well": well, "site": site, "batch": batch,
-                             "compound": compound, "concentration": conc})
+                rows.append(
+                    {
+                        "plate": plate,
+                        "well": well,
+                        "site": site,
+                        "batch": batch,
+                        "compound": compound,
+                        "concentration": conc,
+                    }
+                )
     layout = pd.DataFrame(rows)
     layout["field"] = md.field_ids(layout["plate"], layout["well"], layout["site"])
     return layout
@@ -184,7 +205,7 @@ def treatment_phenotype(params: ScreenParams, compound: str, concentration: floa
 def illumination_field(params: ScreenParams, plate_index: int, channel_index: int) -> np.ndarray:
     """Smooth multiplicative shading (vignetting plus a gradient) of one plate and channel."""
     rng = np.random.default_rng([params.seed, 3, plate_index, channel_index])
-    y, x = np.mgrid[0:params.height, 0:params.width].astype(np.float32)
+    y, x = np.mgrid[0 : params.height, 0 : params.width].astype(np.float32)
     y, x = y / params.height - 0.5, x / params.width - 0.5
     cy, cx = rng.uniform(-0.3, 0.3, size=2)
     gy, gx = rng.normal(size=2)
@@ -225,8 +246,7 @@ def _close_pairs(first: np.ndarray, second: np.ndarray, pairs: np.ndarray, min_d
     return pairs[~(np.hypot(gap[:, 0], gap[:, 1]) >= min_dist)]
 
 
-def _accept_in_order(candidates: np.ndarray, kept: np.ndarray, wanted: int,
-                     min_dist: float) -> tuple[np.ndarray, int]:
+def _accept_in_order(candidates: np.ndarray, kept: np.ndarray, wanted: int, min_dist: float) -> tuple[np.ndarray, int]:
     """Which candidates sequential placement keeps after `kept`, and how many it draws to keep `wanted` more.
 
     k-d tree distances may differ from np.hypot in the last bits, so the trees search a slightly wider
@@ -257,7 +277,7 @@ def _paste(image: np.ndarray, patch: np.ndarray, top: int, left: int) -> None:
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + h, image.shape[0]), min(left + w, image.shape[1])
     if y1 > y0 and x1 > x0:
-        image[y0:y1, x0:x1] += patch[y0 - top:y1 - top, x0 - left:x1 - left]
+        image[y0:y1, x0:x1] += patch[y0 - top : y1 - top, x0 - left : x1 - left]
 
 
 def _pixel(coordinate: float, size: int) -> int:
@@ -268,8 +288,9 @@ def _pixel(coordinate: float, size: int) -> int:
     return min(max(round(float(coordinate)), 0), size - 1)
 
 
-def _draw_cell(rng, pheno: dict, centre, radius: float, channels: np.ndarray, labels: np.ndarray,
-               next_label: int) -> int:
+def _draw_cell(
+    rng, pheno: dict, centre, radius: float, channels: np.ndarray, labels: np.ndarray, next_label: int
+) -> int:
     """Draw one cell (nucleus, microtubules, actin) into the channel stack and label image."""
     mitotic = rng.random() < pheno["mitotic"]
     elong = pheno["nucleus_elongation"] * rng.lognormal(0, 0.1)
@@ -323,8 +344,12 @@ def _draw_cell(rng, pheno: dict, centre, radius: float, channels: np.ndarray, la
     reach_row, reach_col = sin * body * 1.3, cos * body * 1.3
     for offset in np.linspace(-body * 0.7, body * 0.7, 6):
         mid_row, mid_col = half + -cos * offset, half + sin * offset
-        rr, cc, val = draw.line_aa(_pixel(mid_row - reach_row, size), _pixel(mid_col - reach_col, size),
-                                   _pixel(mid_row + reach_row, size), _pixel(mid_col + reach_col, size))
+        rr, cc, val = draw.line_aa(
+            _pixel(mid_row - reach_row, size),
+            _pixel(mid_col - reach_col, size),
+            _pixel(mid_row + reach_row, size),
+            _pixel(mid_col + reach_col, size),
+        )
         stress[rr, cc] += val
     actin += 0.45 * pheno["actin_fibers"] * stress * body_mask
     n_puncta = rng.poisson(max(pheno["actin_puncta"], 0) * 14)
@@ -344,8 +369,9 @@ def _draw_cell(rng, pheno: dict, centre, radius: float, channels: np.ndarray, la
     return next_label
 
 
-def render_field(params: ScreenParams, plate_index: int, field_index: int, pheno: dict,
-                 batch_gain: np.ndarray, shading: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def render_field(
+    params: ScreenParams, plate_index: int, field_index: int, pheno: dict, batch_gain: np.ndarray, shading: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """One field: a (3, H, W) uint16 stack of raw camera counts and its nuclei labels."""
     rng = np.random.default_rng([params.seed, 4, plate_index, field_index])
     h, w = params.height, params.width
@@ -355,7 +381,7 @@ def render_field(params: ScreenParams, plate_index: int, field_index: int, pheno
     blank = kind < params.blank_fraction
     debris = params.blank_fraction <= kind < params.blank_fraction + params.debris_fraction
     if not blank:
-        expected = params.cells_per_field * pheno["density"] * h * w / 256 ** 2
+        expected = params.cells_per_field * pheno["density"] * h * w / 256**2
         centres = _place_centres(rng, rng.poisson(expected), h, w, params.nucleus_radius * NUCLEUS_SPACING)
         next_label = 1
         for centre in centres:
@@ -413,12 +439,20 @@ def image_path(image_dir, plate: str, field_id: str, channel: str) -> str:
 def field_table(params: ScreenParams, image_dir: str) -> pd.DataFrame:
     """The screen as a field table (``Metadata_`` columns, ``Path_<channel>``, MOA attached)."""
     layout = screen_layout(params)
-    fields = pd.DataFrame({
-        md.PLATE: layout["plate"], md.WELL: layout["well"], md.SITE: layout["site"], md.BATCH: layout["batch"],
-        md.COMPOUND: layout["compound"], md.CONCENTRATION: layout["concentration"].astype(float),
-    })
+    fields = pd.DataFrame(
+        {
+            md.PLATE: layout["plate"],
+            md.WELL: layout["well"],
+            md.SITE: layout["site"],
+            md.BATCH: layout["batch"],
+            md.COMPOUND: layout["compound"],
+            md.CONCENTRATION: layout["concentration"].astype(float),
+        }
+    )
     fields[md.FIELD] = layout["field"]
     for ch in CHANNELS:
-        fields[md.path_column(ch)] = [image_path(image_dir, p, f, ch) for p, f in zip(fields[md.PLATE], fields[md.FIELD])]
+        fields[md.path_column(ch)] = [
+            image_path(image_dir, p, f, ch) for p, f in zip(fields[md.PLATE], fields[md.FIELD])
+        ]
     moa = moa_table(params)[["compound", "moa"]]
     return md.attach_moa(fields, moa, control=CONTROL, source="simulated screen")

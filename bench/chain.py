@@ -174,9 +174,9 @@ def main():
             folder, list(per_plate.index), args.cores, args.gpus_resource, shlex.split(args.snakemake_args)
         )
         counts = pd.concat(
-            pd.read_parquet(folder / f"results/segmentation/{plate}.parquet", columns=["Cells_Count"])
+            pd.read_parquet(folder / f"results/segmentation/{plate}.parquet", columns=["Nuclei_Count"])
             for plate in per_plate.index
-        )["Cells_Count"]
+        )["Nuclei_Count"]
         print(f"chain wall time {wall:.0f} s; mean nuclei segmented per field {counts.mean():.0f}")
         print(f"GPU rules' device: {gpu_device()}")
         seconds = rule_seconds(folder)

@@ -120,7 +120,7 @@ def main():
     n = args.fields
     print(
         f"{n} fields of {args.size[0]}x{args.size[1]}, {args.threads} threads, {device}; "
-        f"{len(per_cell)} nuclei ({pd.Series(counts['Cells_Count']).mean():.1f} per field)"
+        f"{len(per_cell)} nuclei ({pd.Series(counts['Nuclei_Count']).mean():.1f} per field)"
     )
     print(f"  segmentation rule      {n / rule_seconds:6.2f} fields/s   AP@0.5 {ap['rule']:.3f}")
     print(f"  cellpose command line  {n / cli_seconds:6.2f} fields/s   AP@0.5 {ap['cli']:.3f}")

@@ -247,7 +247,7 @@ def main():
     n = args.fields
     print(
         f"{n} fields of {args.size[0]}x{args.size[1]} x {len(channels)} channels, "
-        f"{pd.Series(counts['Cells_Count']).mean():.0f} nuclei per field (AP@0.5 {ap:.3f}), {args.threads} threads, "
+        f"{pd.Series(counts['Nuclei_Count']).mean():.0f} nuclei per field (AP@0.5 {ap:.3f}), {args.threads} threads, "
         f"{device}{' ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}, "
         f"feature batch {batch} fields, autocast {embedder.dtype}"
     )

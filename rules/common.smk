@@ -1,8 +1,7 @@
-import functools
 import re
 from pathlib import Path
 
-from morphoprof import metadata, screen, segmentation
+from morphoprof import features, metadata, screen, segmentation
 
 FIELDS = screen.plan(config, Path(workflow.basedir) / "config" / "config.schema.yaml")
 PLATES = sorted(FIELDS[metadata.PLATE].unique())
@@ -16,16 +15,10 @@ wildcard_constraints:
     channel="|".join(map(re.escape, CHANNELS)),
 
 
-@functools.cache
-def fields_of(plate):
-    """A plate's fields as records: passed as params, so a plate reruns only when its fields change.
-
-    Cached: several rules per plate ask for them, and building records is the bulk of planning time."""
-    return metadata.plate_fields(FIELDS, plate).to_dict("records")
-
-
 def plate_records(wildcards):
-    return fields_of(wildcards.plate)
+    """A plate's fields as records, the params of its check_images job: the plate reruns when they
+    change. Its manifest then carries them to the plate's other jobs."""
+    return metadata.plate_fields(FIELDS, wildcards.plate).to_dict("records")
 
 
 def simulated_images(wildcards):
@@ -55,29 +48,21 @@ def training_inputs(wildcards):
     if TRAINING_FOLDER:
         return {"annotations": TRAINING_FOLDER}
     return {
+        "manifest": f"results/manifests/{PLATES[0]}.parquet",
         "images": f"{screen.SIMULATED_IMAGES}/{PLATES[0]}",
         "masks": f"{screen.SIMULATED_MASKS}/{PLATES[0]}",
     }
 
 
-def training_fields():
-    return [] if TRAINING_FOLDER else fields_of(PLATES[0])
-
-
 def feature_inputs(wildcards):
     """Corrected fields; with single-cell features, also the nuclei centres of the per-cell table."""
-    inputs = {"images": f"results/corrected/{wildcards.plate}"}
-    if config["features"]["level"] != "field":
+    inputs = {
+        "manifest": f"results/manifests/{wildcards.plate}.parquet",
+        "images": f"results/corrected/{wildcards.plate}",
+    }
+    if features.embeds_cells(config["features"]["level"]):
         inputs["cells"] = f"results/cells/{wildcards.plate}.parquet"
     return inputs
-
-
-def scored_levels():
-    """The feature families scored for each configured level: whole-field (CNN), single-cell
-    (CellCNN) or both concatenated; with both, each level alone is scored beside them."""
-    levels = {"field": "CNN", "cell": "CellCNN", "both": "CNN+CellCNN"}
-    level = config["features"]["level"]
-    return levels if level == "both" else {level: levels[level]}
 
 
 def segmentation_plots():

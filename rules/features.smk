@@ -13,7 +13,6 @@ rule extract_features:
     resources:
         gpu=1,
     params:
-        fields=plate_records,
         channels=CHANNELS,
         settings=config["features"],
     script:

@@ -2,7 +2,7 @@ rule check_images:
     input:
         simulated_images,
     output:
-        "results/manifests/{plate}.csv",
+        "results/manifests/{plate}.parquet",
     log:
         "logs/check_images/{plate}.log",
     localrule: True
@@ -17,7 +17,7 @@ rule check_images:
 
 rule qc_plate:
     input:
-        "results/manifests/{plate}.csv",
+        manifest="results/manifests/{plate}.parquet",
     output:
         "results/qc/{plate}.parquet",
     log:
@@ -27,7 +27,6 @@ rule qc_plate:
     conda:
         "../envs/imaging.yaml"
     params:
-        fields=plate_records,
         channels=CHANNELS,
         qc=config["qc"],
     script:
@@ -36,7 +35,7 @@ rule qc_plate:
 
 rule illumination_function:
     input:
-        manifest="results/manifests/{plate}.csv",
+        manifest="results/manifests/{plate}.parquet",
         qc="results/qc/{plate}.parquet",
     output:
         function="results/illumination/{plate}/{channel}.tif",
@@ -53,7 +52,6 @@ rule illumination_function:
     conda:
         "../envs/imaging.yaml"
     params:
-        fields=plate_records,
         settings=config["illumination"],
     script:
         "../scripts/illumination_function.py"
@@ -61,7 +59,7 @@ rule illumination_function:
 
 rule correct_plate:
     input:
-        manifest="results/manifests/{plate}.csv",
+        manifest="results/manifests/{plate}.parquet",
         functions=illumination_functions,
     output:
         directory("results/corrected/{plate}"),
@@ -72,7 +70,6 @@ rule correct_plate:
     conda:
         "../envs/imaging.yaml"
     params:
-        fields=plate_records,
         channels=CHANNELS,
         intensity=config["intensity"],
     script:

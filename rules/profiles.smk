@@ -52,8 +52,8 @@ rule score_moa:
     conda:
         "../envs/profiling.yaml"
     params:
-        family=scored_levels()[config["features"]["level"]],
-        levels=scored_levels(),
+        family=features.level_family(config["features"]["level"]),
+        levels=features.scored_levels(config["features"]["level"]),
         baselines=config["scoring"]["baselines"],
     script:
         "../scripts/score_moa.py"
@@ -73,6 +73,6 @@ rule compare_normalizations:
     params:
         control=config["control"],
         settings=config["profiles"],
-        families=[*scored_levels().values(), *config["scoring"]["baselines"]],
+        families=[*features.scored_levels(config["features"]["level"]).values(), *config["scoring"]["baselines"]],
     script:
         "../scripts/compare_normalizations.py"

@@ -14,7 +14,6 @@ rule train_cellpose:
     resources:
         gpu=1,
     params:
-        fields=training_fields(),
         nuclei_channel=CHANNELS[0],
         settings=config["segmentation"]["train"],
     script:
@@ -23,6 +22,7 @@ rule train_cellpose:
 
 rule segment_plate:
     input:
+        manifest="results/manifests/{plate}.parquet",
         images="results/corrected/{plate}",
         model=model_inputs,
     output:
@@ -39,7 +39,6 @@ rule segment_plate:
     resources:
         gpu=1,
     params:
-        fields=plate_records,
         channels=CHANNELS,
         model=segmentation_model(),
         settings={k: v for k, v in config["segmentation"].items() if k not in ("train", "qc")},
@@ -49,6 +48,7 @@ rule segment_plate:
 
 rule segmentation_qc:
     input:
+        manifest="results/manifests/{plate}.parquet",
         table="results/segmentation/{plate}.parquet",
         images="results/corrected/{plate}",
         masks="results/masks/{plate}",
@@ -71,7 +71,6 @@ rule segmentation_qc:
     conda:
         "../envs/imaging.yaml"
     params:
-        fields=plate_records,
         settings=config["segmentation"]["qc"],
         overlays=4,
         cells=bool(config["segmentation"]["cells"]["model"]),

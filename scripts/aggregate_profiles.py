@@ -10,7 +10,7 @@ image_qc, segmentation_qc = (
     pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
     for tables in (snakemake.input.qc, snakemake.input.segmentation_qc)
 )
-passed, blank = qc.fields_passing(
+passed, blank = qc.passing_fields(
     fields, image_qc, segmentation_qc, snakemake.params.nuclear, snakemake.params.blank_contrast
 )
 if blank:

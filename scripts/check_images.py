@@ -1,7 +1,8 @@
 """Rule check_images: check every image of a plate from its header; write the plate's manifest.
 
-The manifest is the plate jobs' input in place of thousands of image files, which keeps
-the DAG small; it changes (and the plate reruns) when the plate's fields change.
+The manifest is the plate's field table, checked: the one carrier of the plate's fields to its
+other jobs, and their input in place of thousands of image files, which keeps the DAG small. It
+changes (and the plate reruns) when the plate's fields change.
 """
 
 import pandas as pd
@@ -11,5 +12,5 @@ from morphoprof import images, jobs
 log = jobs.start_job(snakemake)
 fields = pd.DataFrame(snakemake.params.fields)
 height, width = images.check_plate_images(fields, snakemake.params.channels)
-fields.assign(Metadata_Height=height, Metadata_Width=width).to_csv(snakemake.output[0], index=False)
+fields.to_parquet(snakemake.output[0], index=False)
 log.info("%d fields of %dx%d pixels checked", len(fields), height, width)

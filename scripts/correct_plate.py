@@ -14,7 +14,7 @@ log = jobs.start_job(snakemake)
 plate = snakemake.wildcards.plate
 channels = snakemake.params.channels
 settings = snakemake.params.intensity
-fields = pd.DataFrame(snakemake.params.fields)
+fields = pd.read_parquet(snakemake.input.manifest)
 function_paths = list(snakemake.input.functions)
 function_stack = np.stack([images.read_image(p) for p in function_paths]) if function_paths else None
 

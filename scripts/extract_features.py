@@ -9,13 +9,13 @@ from morphoprof import features, jobs, metadata
 log = jobs.start_job(snakemake)
 settings = snakemake.params.settings
 channels = snakemake.params.channels
-fields = pd.DataFrame(snakemake.params.fields)
+fields = pd.read_parquet(snakemake.input.manifest)
 device = jobs.pick_device()
 backbone = features.load_backbone(settings["backbone"], settings["weights_dir"])
 image_embedder, cells = None, None
-if settings["level"] in ("field", "both"):
+if features.embeds_fields(settings["level"]):
     image_embedder = features.ImageEmbedder(backbone, device, settings["scale"], settings["precision"])
-if settings["level"] in ("cell", "both"):
+if features.embeds_cells(settings["level"]):
     centres = {
         field_id: group[["Location_Center_Y", "Location_Center_X"]].to_numpy()
         for field_id, group in pd.read_parquet(snakemake.input.cells).groupby(metadata.FIELD)

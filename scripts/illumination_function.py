@@ -8,7 +8,7 @@ from morphoprof import illumination, images, jobs, metadata, plots
 log = jobs.start_job(snakemake)
 plate, channel = snakemake.wildcards.plate, snakemake.wildcards.channel
 settings = snakemake.params.settings
-fields = pd.DataFrame(snakemake.params.fields)
+fields = pd.read_parquet(snakemake.input.manifest)
 passed = set(pd.read_parquet(snakemake.input.qc).query("QC_Pass")[metadata.FIELD])
 paths = fields.loc[fields[metadata.FIELD].isin(passed), metadata.path_column(channel)]
 mean = illumination.running_mean(

@@ -7,7 +7,7 @@ from morphoprof import images, jobs, metadata, qc
 
 log = jobs.start_job(snakemake)
 channels = snakemake.params.channels
-fields = pd.DataFrame(snakemake.params.fields)
+fields = pd.read_parquet(snakemake.input.manifest)
 rows = []
 for _, row in tqdm(fields.iterrows(), total=len(fields), desc=f"QC {snakemake.wildcards.plate}"):
     rows.append(

@@ -8,7 +8,7 @@ from morphoprof import jobs, metadata, segmentation
 
 log = jobs.start_job(snakemake)
 settings = snakemake.params.settings
-fields = pd.DataFrame(snakemake.params.fields)
+fields = pd.read_parquet(snakemake.input.manifest)
 device = jobs.pick_device()
 nuclei_model = segmentation.load_model(snakemake.params.model, device)
 cells = settings["cells"]

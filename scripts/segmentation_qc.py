@@ -8,7 +8,7 @@ from morphoprof import images, jobs, metadata, plots, qc
 log = jobs.start_job(snakemake)
 plate = snakemake.wildcards.plate
 settings = snakemake.params.settings
-fields = pd.DataFrame(snakemake.params.fields)
+fields = pd.read_parquet(snakemake.input.manifest)
 counts = fields[[metadata.FIELD, metadata.WELL]].merge(pd.read_parquet(snakemake.input.table), on=metadata.FIELD)
 flagged = qc.flag_cell_counts(counts, settings["min_cells"], settings["max_cells_factor"])
 flagged.drop(columns=metadata.WELL).to_parquet(snakemake.output.table, index=False)
@@ -16,13 +16,13 @@ plots.cell_counts(
     flagged,
     flagged[metadata.WELL],
     settings["min_cells"],
-    qc.max_cell_count(counts["Cells_Count"], settings["max_cells_factor"]),
+    qc.max_cell_count(counts["Nuclei_Count"], settings["max_cells_factor"]),
     f"{plate}: cells per field ({int(flagged['QC_Pass'].sum())} of {len(flagged)} fields kept)",
     snakemake.output.counts,
 )
 
 # The overlays span the plate's range of cell counts: fewest, most and evenly between.
-ranked = flagged.sort_values(["Cells_Count", metadata.FIELD]).reset_index(drop=True)
+ranked = flagged.sort_values(["Nuclei_Count", metadata.FIELD]).reset_index(drop=True)
 shown = ranked.iloc[np.unique(np.linspace(0, len(ranked) - 1, snakemake.params.overlays).round().astype(int))]
 compartments = ["nuclei", "cells"] if snakemake.params.cells else ["nuclei"]
 pictures, masks, titles = [], [], []
@@ -30,6 +30,6 @@ for _, row in shown.iterrows():
     field_id = row[metadata.FIELD]
     pictures.append(images.read_corrected(snakemake.input.images, field_id)[0])
     masks.append([images.read_image(images.mask_path(snakemake.input.masks, field_id, c)) for c in compartments])
-    titles.append(f"{field_id}: {row['Cells_Count']} cells{'' if row['QC_Pass'] else ' (flagged)'}")
+    titles.append(f"{field_id}: {row['Nuclei_Count']} nuclei{'' if row['QC_Pass'] else ' (flagged)'}")
 plots.mask_overlays(pictures, masks, titles, snakemake.output.overlays)
 log.info("%d of %d fields flagged by cell count", int((~flagged["QC_Pass"]).sum()), len(flagged))

@@ -432,7 +432,7 @@ def test_snakemake_stops_where_the_package_does(tmp_path, name):
         result = planned
     else:
         assert planned.returncode == 0, planned.stderr[-3000:]
-        result = _snakemake(tmp_path, "--cores", "1", "results/manifests/P1.csv")
+        result = _snakemake(tmp_path, "--cores", "1", "results/manifests/P1.parquet")
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert re.search(message, output), output[-3000:]
@@ -458,7 +458,7 @@ def test_plate_names_with_regex_characters_are_planned_and_run(tmp_path):
     for row in inputs["rows"]:
         row["plate"] = "P1 (rep+1)"
     _write(tmp_path, inputs)
-    result = _snakemake(tmp_path, "--cores", "1", "results/manifests/P1 (rep+1).csv")
+    result = _snakemake(tmp_path, "--cores", "1", "results/manifests/P1 (rep+1).parquet")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from morphoprof import screen
+from morphoprof import features, profiles, screen
 from morphoprof.metadata import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +30,24 @@ def test_a_config_fault_is_one_line_naming_the_key(block, key, value, message):
     with pytest.raises(InputError, match=message) as err:
         screen.check_config(config, SCHEMA)
     assert "\n" not in str(err.value)
+
+
+def _choices(*keys: str) -> list:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    for key in keys:
+        schema = schema["properties"][key]
+    return schema["enum"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "names"),
+    [
+        (("features", "backbone"), features.BACKBONES),
+        (("features", "precision"), ("auto", *features.PRECISIONS)),
+        (("features", "level"), tuple(features.LEVELS)),
+        (("profiles", "normalization"), profiles.NORMALIZATIONS),
+        (("profiles", "aggregate"), profiles.AGGREGATES),
+    ],
+)
+def test_the_schema_offers_what_the_code_knows(keys, names):
+    assert _choices(*keys) == list(names)

@@ -30,7 +30,7 @@ def test_debris_needs_brightness_in_every_channel():
 
 
 def test_fields_without_cells_or_far_too_many_are_flagged():
-    counts = pd.DataFrame({"Metadata_Field": list("abcdef"), "Cells_Count": [0, 30, 35, 40, 161, 38]})
+    counts = pd.DataFrame({"Metadata_Field": list("abcdef"), "Nuclei_Count": [0, 30, 35, 40, 161, 38]})
     flagged = qc.flag_cell_counts(counts, min_cells=1, max_cells_factor=4)  # median 36.5: limit 146
     assert flagged["QC_FewCells"].tolist() == [True, False, False, False, False, False]
     assert flagged["QC_ManyCells"].tolist() == [False, False, False, False, True, False]
@@ -56,10 +56,10 @@ def test_a_plate_of_noise_is_flagged_against_the_screen_and_stops_the_run():
     fields, image, segmentation = _screen({"P1": [1.0, 1.1], "P2": [0.9, 1.2], "P3": [0.05, 0.06]})
     blank = r"plate\(s\) \['P3'\] have no field passing QC \(blank next to the screen's other plates: \['P3'\]"
     with pytest.raises(InputError, match=blank):
-        qc.fields_passing(fields, image, segmentation, "DNA")
+        qc.passing_fields(fields, image, segmentation, "DNA")
     assert qc.blank_plates(image, fields["Metadata_Plate"], "DNA") == ["P3"]
     fields, image, segmentation = _screen({"P1": [1.0, 1.1], "P2": [0.9, 1.2]})
-    passed, blank = qc.fields_passing(fields, image, segmentation, "DNA")
+    passed, blank = qc.passing_fields(fields, image, segmentation, "DNA")
     assert passed.all() and blank == []
     segmentation.loc[0, "QC_Pass"] = False
-    assert qc.fields_passing(fields, image, segmentation, "DNA")[0].tolist() == [False, True, True, True]
+    assert qc.passing_fields(fields, image, segmentation, "DNA")[0].tolist() == [False, True, True, True]

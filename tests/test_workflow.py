@@ -125,9 +125,9 @@ def test_segmentation_matches_the_simulated_ground_truth(default_run):
     assert trained > SIMULATED_AP_THRESHOLD
 
     counts = pd.read_parquet(default_run / "results/segmentation/SIM01.parquet")
-    assert counts["Cells_Count"].median() > 10
+    assert counts["Nuclei_Count"].median() > 10
     cells = pd.read_parquet(default_run / "results/cells/SIM01.parquet")
-    assert len(cells) == counts["Cells_Count"].sum()
+    assert len(cells) == counts["Nuclei_Count"].sum()
     assert {
         "Metadata_Plate",
         "Metadata_Well",

@@ -38,6 +38,29 @@ TORCHVISION_BACKBONES = {
     "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights", "classifier"),
 }
 BACKBONES = ("efficientnet_lite0", *TORCHVISION_BACKBONES)
+FIELD_FAMILY, CELL_FAMILY = "CNN", "CellCNN"  # column prefixes: CNN_<channel>_0001, CellCNN_<channel>_Mean_0001
+LEVELS = {"field": (FIELD_FAMILY,), "cell": (CELL_FAMILY,), "both": (FIELD_FAMILY, CELL_FAMILY)}
+
+
+def level_family(level: str) -> str:
+    """The feature family a profile level is scored on: its families joined by '+' (``CNN+CellCNN``)."""
+    return "+".join(LEVELS[level])
+
+
+def scored_levels(level: str) -> dict[str, str]:
+    """The levels scored for a configured ``features.level``, with their families: with ``both``,
+    each level alone is scored beside the two together."""
+    return {name: level_family(name) for name in (LEVELS if level == "both" else [level])}
+
+
+def embeds_cells(level: str) -> bool:
+    """Whether a level needs single-cell embeddings (and so segmented nuclei)."""
+    return CELL_FAMILY in LEVELS[level]
+
+
+def embeds_fields(level: str) -> bool:
+    """Whether a level needs whole-field embeddings."""
+    return FIELD_FAMILY in LEVELS[level]
 
 
 @dataclass
@@ -347,8 +370,8 @@ def intensity_feature_names(channels: list[str]) -> list[str]:
 
 
 def cnn_feature_names(channels: list[str], dim: int) -> list[str]:
-    return [f"CNN_{ch}_{k:04d}" for ch in channels for k in range(dim)]
+    return [f"{FIELD_FAMILY}_{ch}_{k:04d}" for ch in channels for k in range(dim)]
 
 
 def cell_feature_names(channels: list[str], dim: int, stats) -> list[str]:
-    return [f"CellCNN_{ch}_{stat.capitalize()}_{k:04d}" for stat in stats for ch in channels for k in range(dim)]
+    return [f"{CELL_FAMILY}_{ch}_{stat.capitalize()}_{k:04d}" for stat in stats for ch in channels for k in range(dim)]

@@ -129,10 +129,10 @@ def cell_counts(flagged: pd.DataFrame, wells: pd.Series, low: float, high: float
     x = wells.map({w: i for i, w in enumerate(order)}).to_numpy()
     passed = flagged["QC_Pass"].to_numpy()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * len(order) + 2), 4))
-    ax.scatter(x[passed], flagged["Cells_Count"].to_numpy()[passed], s=14, color="tab:blue", label="kept")
+    ax.scatter(x[passed], flagged["Nuclei_Count"].to_numpy()[passed], s=14, color="tab:blue", label="kept")
     ax.scatter(
         x[~passed],
-        flagged["Cells_Count"].to_numpy()[~passed],
+        flagged["Nuclei_Count"].to_numpy()[~passed],
         s=24,
         color="tab:red",
         marker="x",

@@ -39,6 +39,7 @@ def feature_family(column: str) -> str:
 
 
 NORMALIZATIONS = ("zscore", "robust_zscore", "sphering", "tvn")
+AGGREGATES = ("mean", "median")
 MAD_TO_STD = 1.4826
 
 

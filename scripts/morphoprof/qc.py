@@ -51,7 +51,7 @@ def flag_cell_counts(counts: pd.DataFrame, min_cells: int = 1, max_cells_factor:
     """Flag fields by their segmented cell count: fewer than ``min_cells``, or more than
     :func:`max_cell_count` (clumps, debris, a wrong diameter)."""
     out = counts.copy()
-    count = out["Cells_Count"]
+    count = out["Nuclei_Count"]
     out["QC_FewCells"] = count < min_cells
     out["QC_ManyCells"] = count > max_cell_count(count, max_cells_factor)
     out["QC_Pass"] = ~(out["QC_FewCells"] | out["QC_ManyCells"])
@@ -65,7 +65,7 @@ def blank_plates(image_qc: pd.DataFrame, plates: pd.Series, nuclear: str, blank_
     return sorted(contrast.index[contrast < blank_contrast * contrast.median()])
 
 
-def fields_passing(
+def passing_fields(
     fields: pd.DataFrame,
     image_qc: pd.DataFrame,
     segmentation_qc: pd.DataFrame,

@@ -75,8 +75,10 @@ def check_settings(config: dict) -> None:
             "in segmentation.train.images; set that folder, or name a Cellpose built-in model (nuclei, cyto3) "
             "or a model file"
         )
+    from . import features
+
     level = config["features"]["level"]
-    if level != "field" and segmentation["qc"]["min_cells"] < 1:
+    if features.embeds_cells(level) and segmentation["qc"]["min_cells"] < 1:
         raise md.InputError(
             f"config segmentation.qc.min_cells: single-cell features (features.level: {level}) need fields with "
             "cells; set min_cells to 1 or more"

@@ -220,6 +220,25 @@ def training_pairs(folder: str | Path, channel: int = 0) -> tuple[list[np.ndarra
     return pictures, masks
 
 
+def ground_truth_pairs(
+    fields: pd.DataFrame, masks_folder: str | Path, channel: str, count: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The first ``count`` fields holding nuclei in their ground-truth masks (the simulator's), as
+    (image of ``channel``, labels) pairs: fields without nuclei teach the model nothing."""
+    from . import images
+    from .metadata import FIELD, path_column
+
+    pictures, masks = [], []
+    for _, row in fields.iterrows():
+        if len(pictures) == count:
+            break
+        mask = images.read_image(images.mask_path(masks_folder, row[FIELD]))
+        if mask.max() > 0:
+            pictures.append(images.read_image(row[path_column(channel)]))
+            masks.append(mask)
+    return pictures, masks
+
+
 MAX_TILE = {"cpu": 512, "cuda": 2048}  # pixels per network tile: larger fields are tiled, as Cellpose tiles them
 SAMPLED_FIELDS = 32  # fields of a plate sampled for its intensity bounds
 
@@ -501,7 +520,7 @@ def _field_masks(
         cell_labels = masks_from_flows(cells, **thresholds)[0]
         images.write_tiff(images.mask_path(masks_folder, field_id, "cells"), cell_labels)
     table = measure_objects(nucleus_labels, images.from_uint16(stack), channels, cell_labels)
-    count = {"Cells_Count": len(table), "Cells_MeanArea": float(table["Nuclei_Area"].mean()) if len(table) else 0.0}
+    count = {"Nuclei_Count": len(table), "Nuclei_MeanArea": float(table["Nuclei_Area"].mean()) if len(table) else 0.0}
     return count, table
 
 

@@ -24,10 +24,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
-from morphoprof import illumination, images, jobs, segmentation, simulate
+from morphoprof import images, jobs, measurement, segmentation, simulate
 
-SETTINGS = {"diameter": 0, "flow_threshold": 0.4, "cellprob_threshold": 0.0, "batch_size": 8, "cells": {"diameter": 0}}
+SETTINGS = {  # the shipped config's segmentation settings, as the segment_plate rule gets them
+    key: value
+    for key, value in yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())[
+        "segmentation"
+    ].items()
+    if key not in ("train", "qc")
+}
 
 
 def timed(run):
@@ -61,7 +68,7 @@ def main():
         tmp = Path(tmp)
         ids, raws, truth = [], [], []
         for i, (_, raw, labels) in zip(range(args.fields), simulate.simulate_plate(params, "SIM01")):
-            stack = np.stack([images.to_uint16(illumination.rescale(p, 100, 20000)) for p in raw.astype(np.float32)])
+            stack = np.stack([images.to_uint16(images.rescale(p, 100, 20000)) for p in raw.astype(np.float32)])
             images.write_tiff(images.corrected_path(tmp / "corrected", f"f{i:03d}"), stack)
             images.write_tiff(tmp / "dna" / f"f{i:03d}.tif", stack[0])  # the same nuclear images, for the CLI
             ids.append(f"f{i:03d}")
@@ -77,7 +84,14 @@ def main():
         def rule():
             model = segmentation.load_model(str(model_path), device)
             return segmentation.segment_plate(
-                tmp / "corrected", ids, channels, tmp / "masks", model, settings, workers=args.threads
+                tmp / "corrected",
+                ids,
+                channels,
+                tmp / "masks",
+                model,
+                settings,
+                measurement.measure_objects,
+                workers=args.threads,
             )
 
         rule_seconds, (counts, per_cell) = timed(rule)
@@ -113,7 +127,7 @@ def main():
         cli_masks = [images.read_image(tmp / "dna" / f"{i}_cp_masks.tif") for i in ids]
         rule_masks = [images.read_image(images.mask_path(tmp / "masks", i)) for i in ids]
         ap = {
-            name: segmentation.average_precision(truth, masks)
+            name: measurement.average_precision(truth, masks)
             for name, masks in (("rule", rule_masks), ("cli", cli_masks))
         }
 

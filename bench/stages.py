@@ -30,11 +30,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from torch import nn
 
-from morphoprof import features, illumination, images, jobs, metadata, segmentation, simulate
+from morphoprof import features, images, jobs, measurement, metadata, segmentation, simulate
 
-SETTINGS = {"diameter": 0, "flow_threshold": 0.4, "cellprob_threshold": 0.0, "batch_size": 8, "cells": {"diameter": 0}}
+SETTINGS = {  # the shipped config's segmentation settings, as the segment_plate rule gets them
+    key: value
+    for key, value in yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())[
+        "segmentation"
+    ].items()
+    if key not in ("train", "qc")
+}
 
 
 class ChannelMeans(nn.Module):
@@ -118,7 +125,7 @@ def write_fields(folder: Path, n: int, size, cells_per_field: float):
     )
     ids, truth = [], []
     for i, (_, raw, labels) in zip(range(n), simulate.simulate_plate(params, "SIM01")):
-        stack = np.stack([images.to_uint16(illumination.rescale(p, 100, 20000)) for p in raw.astype(np.float32)])
+        stack = np.stack([images.to_uint16(images.rescale(p, 100, 20000)) for p in raw.astype(np.float32)])
         images.write_tiff(images.corrected_path(folder, f"f{i:03d}"), stack)
         ids.append(f"f{i:03d}")
         truth.append(labels)
@@ -186,24 +193,35 @@ def main():
         model_path = args.model or train_model(tmp / "model" / "cellpose.pth", args.epochs, device)
         model = segmentation.load_model(str(model_path), device)
 
-        segmentation.segment_plate(tmp / "corrected", ids[:2], channels, tmp / "warm", model, SETTINGS, workers=1)
+        segmentation.segment_plate(
+            tmp / "corrected", ids[:2], channels, tmp / "warm", model, SETTINGS, measurement.measure_objects, workers=1
+        )
         seconds, (counts, per_cell), gpu = timed(
             device,
             lambda: segmentation.segment_plate(
-                tmp / "corrected", ids, channels, tmp / "masks", model, SETTINGS, workers=args.threads
+                tmp / "corrected",
+                ids,
+                channels,
+                tmp / "masks",
+                model,
+                SETTINGS,
+                measurement.measure_objects,
+                workers=args.threads,
             ),
         )
         bare = bare_cellpose(model, args.fields, args.size, SETTINGS["batch_size"], device)
         bare()
         rows.append(("segmentation", seconds, timed(device, bare)[0], gpu))
         masks = [images.read_image(images.mask_path(tmp / "masks", i)) for i in ids]
-        ap = segmentation.average_precision(truth, masks)
+        ap = measurement.average_precision(truth, masks)
         shown = np.stack([images.read_corrected(tmp / "corrected", i)[0] for i in ids[:4]])
         flows = segmentation.network_flows(
             model,
             shown,
             batch_size=SETTINGS["batch_size"],
-            lowhigh=segmentation.intensity_bounds(tmp / "corrected", ids)[0],
+            lowhigh=segmentation.intensity_bounds(
+                tmp / "corrected", ids, SETTINGS["low_percentile"], SETTINGS["high_percentile"]
+            )[0],
         )
         torch.set_num_threads(1)
         mask_seconds = timed(device, lambda: segmentation.masks_from_flows(flows))[0] / len(shown)

@@ -4,7 +4,7 @@ of a plate, per-field counts, and a per-cell table of centroids, areas and mean 
 import pandas as pd
 from tqdm import tqdm
 
-from morphoprof import jobs, metadata, segmentation
+from morphoprof import jobs, measurement, metadata, segmentation
 
 log = jobs.start_job(snakemake)
 settings = snakemake.params.settings
@@ -21,6 +21,7 @@ with tqdm(total=len(fields), desc=f"segment {snakemake.wildcards.plate}") as pro
         snakemake.output.masks,
         nuclei_model,
         settings,
+        measurement.measure_objects,
         cell_model,
         cells["channel"],
         snakemake.threads,

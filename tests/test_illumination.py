@@ -50,8 +50,8 @@ def test_recovers_the_simulated_shading():
 
 def test_percentile_rescale_maps_bounds_to_unit_range():
     image = np.arange(1000, dtype=np.float32).reshape(20, 50)
-    lo, hi = il.percentile_bounds(il.pixel_sample(image, step=1), 0.1, 99.9)
-    scaled = il.rescale(image, lo, hi)
+    lo, hi = images.percentile_bounds(images.pixel_sample(image, step=1), 0.1, 99.9)
+    scaled = images.rescale(image, lo, hi)
     assert scaled.min() == 0 and scaled.max() == 1
     assert np.mean(scaled == 0) == pytest.approx(0.002, abs=0.002)
     assert np.array_equal(images.from_uint16(images.to_uint16(np.array([0.0, 1.0]))), [0.0, 1.0])
@@ -60,8 +60,8 @@ def test_percentile_rescale_maps_bounds_to_unit_range():
 def test_plate_bounds_pool_every_fields_pixels_per_channel():
     dark = np.stack([np.zeros((70, 70)), np.full((70, 70), 10.0)])
     bright = np.stack([np.full((70, 70), 100.0), np.full((70, 70), 10.0)])
-    (lo, hi), (lo2, hi2) = il.plate_bounds(iter([dark, bright]), 1, 99)
+    (lo, hi), (lo2, hi2) = images.plate_bounds(iter([dark, bright]), 1, 99)
     assert (lo, hi) == (0.0, 100.0)
     assert (lo2, hi2) == (10.0, 11.0)  # a flat channel gets a unit range
     with pytest.raises(ValueError, match="no fields"):
-        il.plate_bounds(iter([]), 1, 99)
+        images.plate_bounds(iter([]), 1, 99)

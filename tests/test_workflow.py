@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import tifffile
 import yaml
+from classical import watershed_baseline
 
+from morphoprof import measurement, segmentation
 from morphoprof import metadata as md
-from morphoprof import segmentation
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
@@ -118,9 +119,9 @@ def test_segmentation_matches_the_simulated_ground_truth(default_run):
             / mask_file.parent.name
             / mask_file.name.replace("_nuclei.tif", "_DNA.tif")
         )
-        baseline.append(segmentation.watershed_baseline(raw, diameter=14))
+        baseline.append(watershed_baseline(raw, diameter=14))
     assert len(predicted) == 144
-    trained, classical = (segmentation.average_precision(truth, p) for p in (predicted, baseline))
+    trained, classical = (measurement.average_precision(truth, p) for p in (predicted, baseline))
     print(f"\nsimulated screen AP@0.5: trained Cellpose {trained:.3f}, Otsu + watershed {classical:.3f}")
     assert trained > SIMULATED_AP_THRESHOLD
 
@@ -147,7 +148,7 @@ def test_masks_are_cellposes_own(default_run):
     model = segmentation.load_model(str(default_run / "results/models/cellpose_nuclei.pth"))
     folder = default_run / "results/corrected/SIM02"
     field_ids = list(pd.read_parquet(default_run / "results/segmentation/SIM02.parquet")["Metadata_Field"])
-    bounds = segmentation.intensity_bounds(folder, field_ids)
+    bounds = segmentation.intensity_bounds(folder, field_ids, 1, 99)
     shown = field_ids[:6]
     nuclei = np.stack([images.read_corrected(folder, f)[0] for f in shown])
     diameter = float(model.diam_labels)
@@ -175,8 +176,8 @@ def test_segmentation_of_the_real_dsb2018_image(default_run, shared_data):
     image, mask = tifffile.imread(dsb / "img2d.tif"), tifffile.imread(dsb / "mask2d.tif")
     diameter = 24.0  # the annotated nuclei's median diameter, as a user sets segmentation.diameter
     model = segmentation.load_model(str(default_run / "results/models/cellpose_nuclei.pth"))
-    trained = segmentation.average_precision([mask], segmentation.segment(model, [image.astype("float32")], diameter))
-    classical = segmentation.average_precision([mask], [segmentation.watershed_baseline(image, diameter=diameter)])
+    trained = measurement.average_precision([mask], segmentation.segment(model, [image.astype("float32")], diameter))
+    classical = measurement.average_precision([mask], [watershed_baseline(image, diameter=diameter)])
     print(f"\nDSB2018 AP@0.5: trained Cellpose {trained:.3f}, Otsu + watershed {classical:.3f}")
     assert trained > 0.2 and classical > 0.2
 

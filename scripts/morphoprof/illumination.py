@@ -1,4 +1,4 @@
-"""Illumination correction, CellProfiler "Regular" style, and percentile normalization.
+"""Illumination correction, CellProfiler "Regular" style, then plate-wide percentile normalization.
 
 The illumination function of a plate and channel is the mean of its fields, heavily
 smoothed, then divided by its robust minimum so that it is >= 1; corrected images are the
@@ -8,9 +8,11 @@ grow with the number of fields.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage as ndi
 
 
@@ -49,32 +51,32 @@ def coefficient_of_variation(image: np.ndarray) -> float:
     return float(np.std(image) / np.mean(image))
 
 
-def pixel_sample(image: np.ndarray, step: int = 7) -> np.ndarray:
-    """A regular, deterministic subsample of an image's pixels, for plate-wide percentiles."""
-    return np.ascontiguousarray(image[::step, ::step]).ravel()
+def correct_plate(
+    fields: pd.DataFrame,
+    channels: list[str],
+    functions: np.ndarray | None,
+    low: float,
+    high: float,
+    folder: str | Path,
+    progress: Callable[[Iterable, str], Iterable] = lambda rows, _: rows,
+) -> list[tuple[float, float]]:
+    """Write each field divided by its channel's illumination function (``functions``, one plane per
+    channel; None leaves fields uncorrected), then scaled so that the plate's ``low`` and ``high``
+    percentiles of each channel map to 0 and 1, as a (channels, H, W) uint16 TIFF in ``folder``.
 
+    Two passes over the plate: the first samples corrected pixels for the percentiles, the second
+    writes. ``progress(rows, "percentiles" or "correct")`` wraps each pass's rows (in a tqdm, say).
+    Returns each channel's bounds."""
+    from . import images
+    from .metadata import FIELD
 
-def percentile_bounds(samples: np.ndarray, low: float = 0.1, high: float = 99.9) -> tuple[float, float]:
-    lo, hi = np.percentile(samples, [low, high])
-    if hi <= lo:
-        hi = lo + 1.0
-    return float(lo), float(hi)
+    def corrected(row) -> np.ndarray:
+        stack = images.read_field(row, channels)
+        return stack if functions is None else stack / functions
 
-
-def plate_bounds(stacks: Iterable[np.ndarray], low: float, high: float) -> list[tuple[float, float]]:
-    """Each channel's ``low`` and ``high`` percentiles over a plate's (channels, H, W) stacks,
-    from a regular pixel sample of every stack, so one bright or blank field cannot set them."""
-    samples = None
-    for stack in stacks:
-        if samples is None:
-            samples = [[] for _ in stack]
-        for channel, plane in zip(samples, stack):
-            channel.append(pixel_sample(plane))
-    if samples is None:
-        raise ValueError("no fields to take intensity bounds from")
-    return [percentile_bounds(np.concatenate(channel), low, high) for channel in samples]
-
-
-def rescale(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Map [lo, hi] to [0, 1], clipping outside."""
-    return np.clip((image - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    bounds = images.plate_bounds((corrected(row) for _, row in progress(fields.iterrows(), "percentiles")), low, high)
+    for _, row in progress(fields.iterrows(), "correct"):
+        stack = corrected(row)
+        scaled = np.stack([images.to_uint16(images.rescale(plane, *b)) for plane, b in zip(stack, bounds)])
+        images.write_tiff(images.corrected_path(folder, row[FIELD]), scaled)
+    return bounds

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -195,3 +195,34 @@ def corrected_batches(
             if chunks:
                 pending.append(submit(chunks.popleft()))
             yield ids, batch
+
+
+def pixel_sample(image: np.ndarray, step: int = 7) -> np.ndarray:
+    """A regular, deterministic subsample of an image's pixels, for plate-wide percentiles."""
+    return np.ascontiguousarray(image[::step, ::step]).ravel()
+
+
+def percentile_bounds(samples: np.ndarray, low: float = 0.1, high: float = 99.9) -> tuple[float, float]:
+    lo, hi = np.percentile(samples, [low, high])
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def plate_bounds(stacks: Iterable[np.ndarray], low: float, high: float) -> list[tuple[float, float]]:
+    """Each channel's ``low`` and ``high`` percentiles over a plate's (channels, H, W) stacks,
+    from a regular pixel sample of every stack, so one bright or blank field cannot set them."""
+    samples = None
+    for stack in stacks:
+        if samples is None:
+            samples = [[] for _ in stack]
+        for channel, plane in zip(samples, stack):
+            channel.append(pixel_sample(plane))
+    if samples is None:
+        raise ValueError("no fields to take intensity bounds from")
+    return [percentile_bounds(np.concatenate(channel), low, high) for channel in samples]
+
+
+def rescale(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map [lo, hi] to [0, 1], clipping outside."""
+    return np.clip((image - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)

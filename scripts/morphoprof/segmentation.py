@@ -1,12 +1,12 @@
-"""Segmentation with Cellpose (3.1): build or load a model, train it, run it, measure and score it.
+"""Segmentation with Cellpose (3.1): build or load a model, train it, and segment a plate with it.
 
 Nuclei are segmented on the nuclear channel; whole cells, optionally, on a cytoplasm channel
 with the nuclear channel as Cellpose's second channel. A model is named in config by a
 Cellpose built-in name (``nuclei``, ``cyto3``: downloaded by Cellpose on first use), by a path
 to a Cellpose model file, or is trained by the workflow. Models trained here may use a
 shrunken U-Net; its layer widths are written to a JSON file beside the weights so that the
-same network can be built before loading them. A classical baseline (Otsu threshold plus
-distance-transform watershed) is here to measure the models against.
+same network can be built before loading them. Each field's objects are measured as its masks
+are made, by the function the caller passes (``measurement.measure_objects``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import multiprocessing
 import pickle
 import sys
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,72 +349,6 @@ def segment(
     return masks_from_flows(flows, flow_threshold, cellprob_threshold)
 
 
-def watershed_baseline(image: np.ndarray, diameter: float = 16.0, smoothing: float = 1.0) -> np.ndarray:
-    """Classical nuclei segmentation: Otsu threshold, then a watershed on the distance transform
-    seeded by its local maxima (at least a quarter of a nuclear ``diameter`` apart), so that
-    touching nuclei are split."""
-    from scipy import ndimage as ndi
-    from skimage import feature, filters, morphology
-    from skimage import segmentation as sk_segmentation
-
-    smooth = filters.gaussian(image.astype(np.float32), smoothing)
-    if smooth.max() == smooth.min():
-        return np.zeros(image.shape, np.uint16)
-    foreground = morphology.remove_small_objects(smooth > filters.threshold_otsu(smooth), max_size=15)
-    distance = ndi.distance_transform_edt(foreground)
-    peaks = feature.peak_local_max(
-        distance, min_distance=max(1, round(diameter / 4)), labels=ndi.label(foreground)[0], exclude_border=False
-    )
-    markers = np.zeros(image.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    labels = sk_segmentation.watershed(-distance, markers, mask=foreground)
-    return compact_labels(labels)
-
-
-def measure_objects(
-    nuclei: np.ndarray, stack: np.ndarray, channels: list[str], cells: np.ndarray | None = None
-) -> pd.DataFrame:
-    """One row per nucleus: label, centroid, area and each channel's mean intensity in the nucleus;
-    with whole-cell labels, the cell holding the nucleus' centroid, its area and mean intensities."""
-    from skimage import measure
-
-    def measured(labels, prefix):
-        props = measure.regionprops_table(
-            labels,
-            intensity_image=np.moveaxis(stack, 0, -1),
-            properties=("label", "centroid", "area", "intensity_mean"),
-        )
-        return pd.DataFrame(
-            {
-                f"{prefix}_Label": props["label"],
-                **(
-                    {"Location_Center_Y": props["centroid-0"], "Location_Center_X": props["centroid-1"]}
-                    if prefix == "Nuclei"
-                    else {}
-                ),
-                f"{prefix}_Area": props["area"].astype(np.int64),
-                **{f"{prefix}_Intensity_{ch}_Mean": props[f"intensity_mean-{i}"] for i, ch in enumerate(channels)},
-            }
-        )
-
-    table = measured(nuclei, "Nuclei")
-    if cells is None:
-        return table
-    rows = np.clip(table["Location_Center_Y"].round().astype(int), 0, cells.shape[0] - 1)
-    cols = np.clip(table["Location_Center_X"].round().astype(int), 0, cells.shape[1] - 1)
-    table["Cells_Label"] = cells[rows, cols].astype(np.int64)
-    return table.merge(measured(cells, "Cells"), on="Cells_Label", how="left")
-
-
-def average_precision(true: list[np.ndarray], pred: list[np.ndarray], threshold: float = 0.5) -> float:
-    """AP at an IoU threshold over a set of images: TP / (TP + FP + FN), pooled."""
-    from cellpose import metrics
-
-    _, tp, fp, fn = metrics.average_precision(list(true), list(pred), threshold=[threshold])
-    tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
-    return float(tp / max(tp + fp + fn, 1))
-
-
 def segment_plate(
     folder,
     field_ids: list[str],
@@ -421,25 +356,27 @@ def segment_plate(
     masks_folder,
     nuclei_model,
     settings: dict,
+    measure: Callable[..., pd.DataFrame],
     cell_model=None,
     cytoplasm: str | None = None,
     workers: int = 2,
     progress=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Segment a plate's corrected field stacks, write the label TIFFs to ``masks_folder``, and
-    return per-field counts and the per-nucleus table (``Metadata_Field`` first).
+    return per-field counts and the per-nucleus table (``Metadata_Field`` first), made by
+    ``measure(nuclei, stack, channels, cells)`` for each field (``measurement.measure_objects``).
 
     ``workers`` threads read stacks ahead of the network, which runs ``settings["batch_size"]``
     fields per pass; ``workers`` processes turn finished batches' flows into masks, label TIFFs
     and per-cell measurements while the network runs the next batch. Cellpose scales
-    intensities by the plate's 1st and 99th percentiles (sampled from up to ``SAMPLED_FIELDS``
+    intensities by the plate's ``low_percentile`` and ``high_percentile`` (sampled from up to ``SAMPLED_FIELDS``
     fields), not each field's own."""
     from . import images
     from .metadata import FIELD
 
     thresholds = {k: settings[k] for k in ("flow_threshold", "cellprob_threshold")}
     cytoplasm_index = channels.index(cytoplasm) if cell_model is not None else None
-    bounds = intensity_bounds(folder, field_ids)
+    bounds = intensity_bounds(folder, field_ids, settings["low_percentile"], settings["high_percentile"])
     counts, objects, pending = {}, [], deque()
 
     def collect(finished):
@@ -480,6 +417,7 @@ def segment_plate(
                             nuclei.field(k),
                             cells.field(k) if cells is not None else None,
                             thresholds,
+                            measure,
                         ),
                     )
                 )
@@ -492,13 +430,13 @@ def segment_plate(
     return table, per_cell[[FIELD, *[c for c in per_cell.columns if c != FIELD]]]
 
 
-def intensity_bounds(folder, field_ids: list[str]) -> list[tuple[float, float]]:
-    """Each channel's 1st and 99th percentiles over up to SAMPLED_FIELDS of a plate's corrected
-    fields, evenly spread: Cellpose's intensity scaling for the whole plate."""
-    from . import illumination, images
+def intensity_bounds(folder, field_ids: list[str], low: float, high: float) -> list[tuple[float, float]]:
+    """Each channel's ``low`` and ``high`` percentiles over up to SAMPLED_FIELDS of a plate's
+    corrected fields, evenly spread: Cellpose's intensity scaling for the whole plate."""
+    from . import images
 
     sampled = np.unique(np.linspace(0, len(field_ids) - 1, SAMPLED_FIELDS).round().astype(int))
-    return illumination.plate_bounds((images.read_corrected(folder, field_ids[i]) for i in sampled), 1, 99)
+    return images.plate_bounds((images.read_corrected(folder, field_ids[i]) for i in sampled), low, high)
 
 
 def _field_masks(
@@ -509,6 +447,7 @@ def _field_masks(
     nuclei: Flows,
     cells: Flows | None,
     thresholds: dict,
+    measure: Callable[..., pd.DataFrame],
 ) -> tuple[dict, pd.DataFrame]:
     """One field in a mask worker: its labels from the network's flows, written as TIFFs, then measured."""
     from . import images
@@ -519,7 +458,7 @@ def _field_masks(
     if cells is not None:
         cell_labels = masks_from_flows(cells, **thresholds)[0]
         images.write_tiff(images.mask_path(masks_folder, field_id, "cells"), cell_labels)
-    table = measure_objects(nucleus_labels, images.from_uint16(stack), channels, cell_labels)
+    table = measure(nucleus_labels, images.from_uint16(stack), channels, cell_labels)
     count = {"Nuclei_Count": len(table), "Nuclei_MeanArea": float(table["Nuclei_Area"].mean()) if len(table) else 0.0}
     return count, table
 

@@ -15,6 +15,21 @@ wildcard_constraints:
     channel="|".join(map(re.escape, CHANNELS)),
 
 
+def memory(mb):
+    """A rule's mem_mb: ``mb`` on the first attempt, doubled on each retry of a job killed for memory."""
+    return lambda wildcards, attempt: mb * 2 ** (attempt - 1)
+
+
+def minutes(runtime):
+    """A rule's runtime in minutes, doubled on each retry."""
+    return lambda wildcards, attempt: runtime * 2 ** (attempt - 1)
+
+
+def cpus_per_gpu(wildcards, threads):
+    """A GPU rule's CPUs under SLURM: its threads, which read stacks ahead and compute masks beside the GPU."""
+    return threads
+
+
 def plate_records(wildcards):
     """A plate's fields as records, the params of its check_images job: the plate reruns when they
     change. Its manifest then carries them to the plate's other jobs."""

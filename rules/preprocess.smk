@@ -26,6 +26,9 @@ rule qc_plate:
         "benchmarks/qc_plate/{plate}.tsv"
     conda:
         "../envs/imaging.yaml"
+    resources:
+        mem_mb=memory(4000),
+        runtime=minutes(60),
     params:
         channels=CHANNELS,
         qc=config["qc"],
@@ -51,6 +54,9 @@ rule illumination_function:
         "benchmarks/illumination_function/{plate}_{channel}.tsv"
     conda:
         "../envs/imaging.yaml"
+    resources:
+        mem_mb=memory(4000),
+        runtime=minutes(60),
     params:
         settings=config["illumination"],
     script:
@@ -67,8 +73,12 @@ rule correct_plate:
         "logs/correct_plate/{plate}.log",
     benchmark:
         "benchmarks/correct_plate/{plate}.tsv"
+    retries: 1
     conda:
         "../envs/imaging.yaml"
+    resources:
+        mem_mb=memory(8000),
+        runtime=minutes(120),
     params:
         channels=CHANNELS,
         intensity=config["intensity"],

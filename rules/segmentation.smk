@@ -8,11 +8,15 @@ rule train_cellpose:
         "logs/train_cellpose.log",
     benchmark:
         "benchmarks/train_cellpose.tsv"
+    retries: 1
     conda:
         "../envs/deep.yaml"
     threads: 2
     resources:
+        mem_mb=memory(16000),
+        runtime=minutes(240),
         gpu=1,
+        cpus_per_gpu=cpus_per_gpu,
     params:
         nuclei_channel=CHANNELS[0],
         settings=config["segmentation"]["train"],
@@ -33,11 +37,15 @@ rule segment_plate:
         "logs/segment_plate/{plate}.log",
     benchmark:
         "benchmarks/segment_plate/{plate}.tsv"
+    retries: 1
     conda:
         "../envs/deep.yaml"
     threads: 8  # read-ahead threads and mask workers; fewer where --cores gives fewer
     resources:
+        mem_mb=memory(16000),
+        runtime=minutes(240),
         gpu=1,
+        cpus_per_gpu=cpus_per_gpu,
     params:
         channels=CHANNELS,
         model=segmentation_model(),
@@ -70,6 +78,9 @@ rule segmentation_qc:
         "benchmarks/segmentation_qc/{plate}.tsv"
     conda:
         "../envs/imaging.yaml"
+    resources:
+        mem_mb=memory(4000),
+        runtime=minutes(60),
     params:
         settings=config["segmentation"]["qc"],
         overlays=4,

@@ -8,6 +8,9 @@ rule simulate_plate:
         "benchmarks/simulate_plate/{plate}.tsv"
     conda:
         "../envs/imaging.yaml"
+    resources:
+        mem_mb=memory(2000),
+        runtime=minutes(60),
     params:
         screen=config["simulate"],
     script:

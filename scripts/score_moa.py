@@ -3,7 +3,6 @@
 import json
 
 import pandas as pd
-import umap
 
 from morphoprof import jobs, metadata, plots, profiles, scoring
 
@@ -21,9 +20,12 @@ plots.confusion_matrix(
     scoring.confusion(nsc), f"NSC 1-NN: accuracy {scoring.shown(summary['nsc'], 2)}", snakemake.output.confusion
 )
 values = treatments[columns].to_numpy()
-coords = umap.UMAP(n_neighbors=min(15, len(treatments) - 1), metric="cosine", random_state=0).fit_transform(values)
 plots.embedding(
-    coords, treatments[metadata.MOA], treatments[metadata.BATCH], "UMAP of treatment profiles", snakemake.output.umap
+    scoring.umap_coordinates(values),
+    treatments[metadata.MOA],
+    treatments[metadata.BATCH],
+    "UMAP of treatment profiles",
+    snakemake.output.umap,
 )
 plots.similarity_heatmap(
     scoring.similarity(values), treatments[metadata.MOA], "Treatment similarity, by MOA", snakemake.output.heatmap

@@ -1,6 +1,5 @@
 """Rule segmentation_qc: flag fields by cell count, plot the counts and mask outlines of a few fields."""
 
-import numpy as np
 import pandas as pd
 
 from morphoprof import images, jobs, metadata, plots, qc
@@ -21,9 +20,7 @@ plots.cell_counts(
     snakemake.output.counts,
 )
 
-# The overlays span the plate's range of cell counts: fewest, most and evenly between.
-ranked = flagged.sort_values(["Nuclei_Count", metadata.FIELD]).reset_index(drop=True)
-shown = ranked.iloc[np.unique(np.linspace(0, len(ranked) - 1, snakemake.params.overlays).round().astype(int))]
+shown = qc.overlay_fields(flagged, snakemake.params.overlays)
 compartments = ["nuclei", "cells"] if snakemake.params.cells else ["nuclei"]
 pictures, masks, titles = [], [], []
 for _, row in shown.iterrows():

@@ -63,3 +63,10 @@ def test_a_plate_of_noise_is_flagged_against_the_screen_and_stops_the_run():
     assert passed.all() and blank == []
     segmentation.loc[0, "QC_Pass"] = False
     assert qc.passing_fields(fields, image, segmentation, "DNA")[0].tolist() == [False, True, True, True]
+
+
+def test_overlay_fields_span_the_plates_nuclei_counts():
+    flagged = pd.DataFrame({"Metadata_Field": list("abcdefg"), "Nuclei_Count": [5, 50, 0, 20, 35, 10, 40]})
+    shown = qc.overlay_fields(flagged, 4)
+    assert shown["Nuclei_Count"].tolist() == [0, 10, 35, 50]
+    assert len(qc.overlay_fields(flagged.head(2), 4)) == 2

@@ -34,6 +34,7 @@ TINY_SCREEN = {
     "debris_fraction": 0.0,
 }
 PLATE_RULES = ["simulate_plate", "qc_plate", "correct_plate", "train_cellpose", "segment_plate", "extract_features"]
+CLUSTER_RULES = [*PLATE_RULES, "illumination_function", "segmentation_qc"]  # the rules not run locally
 
 
 def _cluster_up() -> bool:
@@ -79,10 +80,9 @@ def _workdir(path: Path) -> Path:
 def _test_profile(path: Path) -> Path:
     """The shipped profile, fitted to a 2-CPU localhost node whose one partition is 'debug'."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    for resources in [profile["default-resources"], *profile["set-resources"].values()]:
-        resources.update(
-            slurm_partition="debug", mem_mb=min(resources.get("mem_mb", 1000), 1500), cpus_per_task=1
-        )  # two jobs at a time on the 2-CPU node
+    profile["default-resources"]["slurm_partition"] = "debug"
+    for rule in CLUSTER_RULES:  # two jobs at a time on the 2-CPU node, within its memory
+        profile["set-resources"][rule] = {"slurm_partition": "debug", "mem_mb": 1500, "cpus_per_task": 1}
     # without slurmdbd, sacct fails quietly and the plugin would wait forever
     profile.update(
         {

@@ -168,7 +168,23 @@ def _torchvision(name: str, weights_dir: str | Path) -> Backbone:
 
 
 def load_backbone(name: str, weights_dir: str | Path = "resources/weights") -> Backbone:
-    """An ImageNet-pretrained backbone in eval mode."""
+    """An ImageNet-pretrained backbone in eval mode.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`BACKBONES`. ``efficientnet_lite0``'s weights ship in a pip package; the
+        torchvision ones are read from ``weights_dir``, or downloaded there once, and checked
+        against the hash in their file name before loading (as data only, never as code).
+    weights_dir : str or pathlib.Path
+        Where torchvision weights files are kept.
+
+    Returns
+    -------
+    Backbone
+        The network (``net``, mapping (N, 3, H, W) images to (N, D) pooled embeddings) and the
+        mean and std its inputs are scaled with.
+    """
     if name not in BACKBONES:
         raise ValueError(f"config features.backbone: unknown backbone {name!r}; choose one of {list(BACKBONES)}")
     backbone = _efficientnet_lite0() if name == "efficientnet_lite0" else _torchvision(name, weights_dir)

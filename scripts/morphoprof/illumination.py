@@ -36,7 +36,27 @@ def illumination_function(
 ) -> np.ndarray:
     """Smooth the mean image and rescale it so that its robust minimum is 1.
 
-    ``smoothing`` is the Gaussian sigma as a fraction of the image's shorter side.
+    Parameters
+    ----------
+    mean_image : numpy.ndarray
+        The mean of a plate's fields in one channel (:func:`running_mean`).
+    smoothing : float
+        The Gaussian sigma, as a fraction of the image's shorter side.
+    robust_percentile : float
+        The percentile of the smoothed image taken as its minimum.
+
+    Returns
+    -------
+    numpy.ndarray
+        The illumination function (float32, >= 1): corrected images are raw images divided by it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows, _ = np.mgrid[:64, :64]
+    >>> function = illumination_function(100.0 + rows)  # brighter towards the bottom
+    >>> float(function.min()), round(float(function.max()), 2)
+    (1.0, 1.47)
     """
     sigma = max(smoothing * min(mean_image.shape), 1.0)
     smooth = ndi.gaussian_filter(mean_image.astype(np.float64), sigma, mode="nearest")

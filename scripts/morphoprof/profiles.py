@@ -128,6 +128,34 @@ def normalize(
       added to the control covariance.
     - ``tvn``: sphering, then CORAL: each batch's control covariance is aligned to that of
       all controls (typical variation normalization, Ando et al. 2017).
+
+    Parameters
+    ----------
+    wells : pandas.DataFrame
+        One row per well: ``Metadata_Plate``, ``Metadata_Batch``, ``Metadata_Compound`` and
+        feature columns named ``<Family>_...``.
+    control : str
+        The control compound (``DMSO``).
+    method : str
+        One of :data:`NORMALIZATIONS`.
+    std_floor_quantile : float
+        Floor of each feature's control std, as a quantile of its family's control stds.
+    ridge : float
+        Added to the control covariance before whitening (``sphering``, ``tvn``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The metadata columns, then the normalized features (float32), in the same row order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> wells = pd.DataFrame({"Metadata_Plate": ["P1"] * 4, "Metadata_Batch": ["B1"] * 4,
+    ...                       "Metadata_Compound": ["DMSO", "DMSO", "taxol", "taxol"],
+    ...                       "CNN_a": [1.0, 3.0, 10.0, 12.0]})
+    >>> normalize(wells, "DMSO")["CNN_a"].tolist()
+    [-1.0, 1.0, 8.0, 10.0]
     """
     if method not in NORMALIZATIONS:
         raise ValueError(f"config profiles.normalization: unknown method {method!r}; choose one of {NORMALIZATIONS}")
@@ -178,8 +206,24 @@ def treatment_profiles(wells: pd.DataFrame, control: str, method: str = "mean") 
 def build_profiles(wells: pd.DataFrame, control: str, settings: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Raw well profiles -> normalized (and feature-selected) wells -> treatment profiles.
 
-    ``settings`` is the config's ``profiles`` block; the same code serves the workflow and
-    the scoring of other tools' profiles.
+    The same code serves the workflow and the scoring of other tools' profiles.
+
+    Parameters
+    ----------
+    wells : pandas.DataFrame
+        Raw per-well profiles: ``Metadata_`` columns (plate, batch, compound, concentration,
+        MOA) and feature columns.
+    control : str
+        The control compound, the reference of the normalization.
+    settings : dict
+        The config's ``profiles`` block: ``normalization``, ``std_floor_quantile``, ``ridge``,
+        ``feature_selection``, ``corr_threshold`` and ``aggregate``.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        The normalized wells, and the treatment profiles (one row per compound and
+        concentration other than the control).
     """
     normalized = normalize(wells, control, settings["normalization"], settings["std_floor_quantile"], settings["ridge"])
     normalized = select_features(normalized, settings["feature_selection"], settings["corr_threshold"])

@@ -47,6 +47,13 @@ def max_cell_count(counts: pd.Series, max_cells_factor: float = 4.0) -> float:
     return max_cells_factor * max(float(counts.median()), 1.0)
 
 
+def overlay_fields(flagged: pd.DataFrame, count: int) -> pd.DataFrame:
+    """``count`` fields spanning a plate's range of nuclei counts, fewest, most and evenly between:
+    the fields whose mask outlines are shown."""
+    ranked = flagged.sort_values(["Nuclei_Count", FIELD]).reset_index(drop=True)
+    return ranked.iloc[np.unique(np.linspace(0, len(ranked) - 1, count).round().astype(int))]
+
+
 def flag_cell_counts(counts: pd.DataFrame, min_cells: int = 1, max_cells_factor: float = 4.0) -> pd.DataFrame:
     """Flag fields by their segmented cell count: fewer than ``min_cells``, or more than
     :func:`max_cell_count` (clumps, debris, a wrong diameter)."""

@@ -28,6 +28,13 @@ def similarity(x: np.ndarray, metric: str = "cosine") -> np.ndarray:
     return cosine_similarity(x - x.mean(axis=1, keepdims=True) if metric == "pearson" else x)
 
 
+def umap_coordinates(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Profiles placed in 2-D by UMAP on cosine distances, seeded: the same profiles give the same plot."""
+    import umap
+
+    return umap.UMAP(n_neighbors=min(15, len(x) - 1), metric="cosine", random_state=seed).fit_transform(x)
+
+
 def _admissible_similarity(profiles: pd.DataFrame, features: list[str], exclude_batch: bool, metric: str):
     sim = similarity(profiles[features].to_numpy(np.float64), metric)
     compounds = profiles[COMPOUND].to_numpy()
@@ -45,6 +52,36 @@ def nearest_neighbours(
 
     Queries with no admissible neighbour get no prediction (NaN) and are left out of the
     accuracy; the summary reports how many were scored.
+
+    Parameters
+    ----------
+    profiles : pandas.DataFrame
+        One row per treatment: ``Metadata_Compound``, ``Metadata_Concentration``,
+        ``Metadata_MOA``, ``Metadata_Batch`` and the feature columns.
+    features : list of str
+        The feature columns compared.
+    exclude_batch : bool
+        Also refuse neighbours from the query's batch (NSCB) rather than only its compound (NSC).
+    metric : str
+        ``cosine`` or ``pearson``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per treatment: its neighbour's compound and concentration, the predicted MOA (the
+        neighbour's) and their similarity.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> treatments = pd.DataFrame({
+    ...     "Metadata_Compound": ["taxol", "docetaxel", "nocodazole"],
+    ...     "Metadata_Concentration": [1.0, 1.0, 1.0],
+    ...     "Metadata_MOA": ["Microtubule stabilizers"] * 2 + ["Microtubule destabilizers"],
+    ...     "Metadata_Batch": ["W1", "W2", "W1"],
+    ...     "CNN_a": [1.0, 0.9, -1.0], "CNN_b": [0.1, 0.2, 0.5]})
+    >>> nearest_neighbours(treatments, ["CNN_a", "CNN_b"], exclude_batch=False)["neighbour_compound"].tolist()
+    ['docetaxel', 'taxol', 'docetaxel']
     """
     sim = _admissible_similarity(profiles, features, exclude_batch, metric)
     has_neighbour = np.isfinite(sim).any(axis=1)
@@ -146,8 +183,23 @@ def undefined_scores(profiles: pd.DataFrame) -> dict[str, str]:
 def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFrame]:
     """All scores of one feature set, and a per-treatment table of neighbours.
 
-    Scores the screen cannot give (``undefined_scores``) are None, their reasons under
-    ``undefined``."""
+    Parameters
+    ----------
+    profiles : pandas.DataFrame
+        Treatment profiles, as :func:`morphoprof.profiles.build_profiles` makes them.
+    features : list of str
+        The feature columns scored.
+
+    Returns
+    -------
+    summary : dict
+        ``nsc``, ``nscb`` (1-NN accuracy, not same compound, and not same compound or batch),
+        ``nscb_common``, ``map`` (copairs mean average precision by MOA), per-MOA scores and
+        counts. Scores the screen cannot give (:func:`undefined_scores`) are None, with their
+        reasons under ``undefined``.
+    table : pandas.DataFrame
+        Per treatment: its neighbours and predicted MOAs, and its average precision.
+    """
     undefined = undefined_scores(profiles)
 
     def unless(kind, value):

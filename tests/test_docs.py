@@ -1,0 +1,13 @@
+"""The examples in the docstrings of the functions users call from a notebook run and hold."""
+
+import doctest
+
+import pytest
+
+from morphoprof import illumination, profiles, scoring
+
+
+@pytest.mark.parametrize("module", [illumination, profiles, scoring], ids=lambda m: m.__name__)
+def test_docstring_examples_hold(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -11,6 +11,7 @@ rule check_images:
     params:
         fields=plate_records,
         channels=CHANNELS,
+        decode_compressed=config["input"].get("decode_compressed", True),
     script:
         "../scripts/check_images.py"
 

@@ -18,7 +18,7 @@ import pytest
 import tifffile
 import yaml
 
-from morphoprof import features, images, screen
+from morphoprof import features, images, screen, segmentation
 from morphoprof import metadata as md
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +41,17 @@ def _rows():
         for well, compound, conc in WELLS
         for site in (1, 2)
     ]
+
+
+@pytest.fixture(autouse=True)
+def cellpose_models_here(tmp_path, monkeypatch):
+    """The valid screen segments with Cellpose's built-in ``nuclei`` model, whose presence is checked
+    while planning: here, a folder holding its file (never loaded, as no case segments)."""
+    folder = tmp_path / "cellpose_models"
+    folder.mkdir()
+    segmentation_model = folder / "nucleitorch_0"
+    segmentation_model.write_bytes(b"")
+    monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(folder))
 
 
 def _valid_inputs(tmp_path: Path):
@@ -121,6 +132,21 @@ def _truncate(name):
         path = tmp_path / "img" / name
         tifffile.imwrite(path, np.arange(256, dtype=np.uint16).reshape(16, 16), compression="zlib")
         path.write_bytes(path.read_bytes()[:-200])
+
+    return spoil
+
+
+def _corrupt(name):
+    """A compressed image whose data is garbled inside an intact file: its header reads well."""
+
+    def spoil(inputs, tmp_path):
+        path = tmp_path / "img" / name
+        tifffile.imwrite(path, np.arange(256, dtype=np.uint16).reshape(16, 16), compression="zlib")
+        with tifffile.TiffFile(path) as tif:
+            start = tif.pages[0].dataoffsets[0]
+        data = bytearray(path.read_bytes())
+        data[start : start + 16] = b"\xff" * 16
+        path.write_bytes(bytes(data))
 
     return spoil
 
@@ -219,6 +245,12 @@ CASES = [
         _both(_set("segmentation.model", "img/B02_s1_DNA.tif")),
         "parse",
         r"img/B02_s1_DNA.tif: not a Cellpose model file",
+    ),
+    (
+        "config Cellpose built-in model unreachable",
+        _set("segmentation.model", "cyto3"),
+        "parse",
+        r"config segmentation.model: Cellpose's built-in model 'cyto3' is not at .*cyto3 and cannot be downloaded",
     ),
     (
         "config backbone weights unreachable",
@@ -341,6 +373,7 @@ CASES = [
         r"B02_s1_DNA.tif: a stack of 5 images; expected one 2-D grey image per file",
     ),
     ("image truncated", _truncate(FIRST), "check_images", r"B02_s1_DNA.tif: truncated: its image data ends at byte"),
+    ("image compressed data corrupt", _corrupt(FIRST), "check_images", r"B02_s1_DNA.tif: not a readable TIFF"),
     (
         "image of another size",
         _image("B03_s2_DNA.tif", np.zeros((16, 17), np.uint16)),
@@ -401,6 +434,8 @@ def _check_images(fields: pd.DataFrame) -> None:
 def test_bad_input_stops_early_naming_the_culprit(tmp_path, monkeypatch, name, spoil, stage, message):
     if name == "config backbone weights unreachable" and _reachable(features.imagenet_weights_url("resnet50")):
         pytest.skip("this machine reaches download.pytorch.org: the weights are downloadable")
+    if name == "config Cellpose built-in model unreachable" and _reachable(f"{segmentation.BUILTIN_MODEL_URL}/cyto3"):
+        pytest.skip("this machine reaches www.cellpose.org: the model is downloadable")
     inputs = _valid_inputs(tmp_path)
     spoil(inputs, tmp_path)
     _write(tmp_path, inputs)

@@ -111,3 +111,16 @@ def test_stacks_and_truncated_files_are_refused_from_their_header(tmp_path):
         images.image_header(tmp_path / "cut.tif")
     with pytest.raises(InputError, match=r"cut\.tif: not a readable TIFF"):
         images.read_image(tmp_path / "cut.tif")
+
+
+def test_compressed_data_garbled_inside_an_intact_file_is_found_by_decoding(tmp_path):
+    path = tmp_path / "garbled.tif"
+    tifffile.imwrite(path, np.arange(4096, dtype=np.uint16).reshape(64, 64), compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        start = tif.pages[0].dataoffsets[0]
+    data = bytearray(path.read_bytes())
+    data[start : start + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+    assert images.image_header(path) == ((64, 64), np.dtype(np.uint16))  # the header alone reads well
+    with pytest.raises(InputError, match=r"garbled.tif: not a readable TIFF"):
+        images.image_header(path, decode_compressed=True)

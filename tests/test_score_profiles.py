@@ -145,3 +145,21 @@ def test_scoring_command_faults_are_one_line(shared_data, tmp_path, config, colu
     assert result.returncode == 2
     assert re.search(message, result.stderr) and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plates_the_image_table_lacks_are_an_error_not_a_drop():
+    fields = pd.DataFrame(
+        {
+            md.PLATE: ["P1"],
+            md.WELL: ["A01"],
+            md.BATCH: ["B1"],
+            md.COMPOUND: ["DMSO"],
+            md.CONCENTRATION: [0.0],
+            md.MOA: ["DMSO"],
+        }
+    )
+    table = pd.DataFrame({"Plate": ["P1", "P 2", "P 3"], "Well": ["A1", "A01", "A01"], "Cells_Area": [1.0, 2.0, 3.0]})
+    with pytest.raises(md.InputError, match=r"wells.csv: 2 plate\(s\) of the profile table are not in the image table"):
+        md.join_well_profiles(table, "wells.csv", fields, "Plate", "Well", "X")
+    joined = md.join_well_profiles(table.head(1), "wells.csv", fields, "Plate", "Well", "X")
+    assert joined[md.WELL].tolist() == ["A01"] and joined["X_Cells_Area"].tolist() == [1.0]

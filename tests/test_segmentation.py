@@ -104,3 +104,11 @@ def test_training_shows_its_epochs_on_the_terminal(tmp_path, capfd):
     fields = _simulated_fields(2)
     segmentation.train([raw[0] for raw, _ in fields], [labels for _, labels in fields], tmp_path / "m.pth", n_epochs=1)
     assert "train_cellpose: epoch 0, train_loss=" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "file"), [("nuclei", "nucleitorch_0"), ("cyto2", "cyto2torch_0"), ("cyto3", "cyto3")])
+def test_builtin_models_are_looked_for_where_cellpose_keeps_them(tmp_path, monkeypatch, name, file):
+    monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path))
+    assert segmentation.builtin_model_file(name) == tmp_path / file
+    (tmp_path / file).write_bytes(b"")
+    segmentation.check_builtin_model_available(name, "segmentation.model")  # present: no download asked

@@ -284,7 +284,8 @@ def join_well_profiles(
 
     Every column other than the plate and well columns must be numeric; features are
     renamed ``<family>_<column>`` so the profiling code treats them as one family. Wells
-    the image table does not keep (e.g. unannotated compounds) are dropped.
+    the image table does not keep (e.g. unannotated compounds) are dropped, and the caller
+    reports how many; plates the image table does not have are an error, never a drop.
     """
     _require_columns(table, [plate_column, well_column], source)
     features = [c for c in table.columns if c not in (plate_column, well_column) and not c.startswith("Metadata_")]
@@ -301,6 +302,12 @@ def join_well_profiles(
     if keys.duplicated().any():
         first = keys[keys.duplicated()].iloc[0]
         raise InputError(f"{source}: more than one row for plate {first[PLATE]} well {first[WELL]}")
+    unknown = sorted(set(keys[PLATE]) - set(wells[PLATE]))
+    if unknown:
+        raise InputError(
+            f"{source}: {len(unknown)} plate(s) of the profile table are not in the image table, e.g. {unknown[:3]}: "
+            "check --plate-column and the image table"
+        )
     joined = pd.concat([keys, numeric.add_prefix(f"{family}_")], axis=1).merge(wells, on=[PLATE, WELL])
     if joined.empty:
         raise InputError(f"{source}: no (plate, well) matches the image table; check --plate-column/--well-column")

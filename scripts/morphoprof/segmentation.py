@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
 import pickle
 import sys
 from collections import deque
@@ -34,6 +35,36 @@ BUILTIN_MODELS = ("nuclei", "cyto", "cyto2", "cyto3")
 MASK_SUFFIX = "_masks"  # Cellpose's naming of an annotated image's label file: <name>_masks.tif
 # Cellpose's eval allocates 256 style channels, so the deepest level keeps 256 features.
 SMALL_NBASE = (8, 16, 32, 256)
+
+
+BUILTIN_MODEL_URL = "https://www.cellpose.org/models"  # where Cellpose downloads its built-in models from
+
+
+def builtin_model_file(name: str) -> Path:
+    """Where Cellpose keeps a built-in model's weights: under ``CELLPOSE_LOCAL_MODELS_PATH``, else
+    ``~/.cellpose/models``, named as Cellpose 3.1 names them (``nucleitorch_0``, ``cyto3``)."""
+    folder = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH") or Path.home() / ".cellpose" / "models"
+    return Path(folder) / (f"{name}torch_0" if name in ("cyto", "cyto2", "nuclei") else name)
+
+
+def check_builtin_model_available(name: str, key: str, timeout: float = 10.0) -> None:
+    """A built-in model's weights are on this machine, or Cellpose's download address answers:
+    checked before any job, where a compute node without internet would otherwise fail in its
+    first segmentation job."""
+    import urllib.request
+
+    path = builtin_model_file(name)
+    if path.is_file():
+        return
+    url = f"{BUILTIN_MODEL_URL}/{path.name}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except OSError as err:  # URLError and socket timeouts are OSErrors
+        raise InputError(
+            f"config {key}: Cellpose's built-in model {name!r} is not at {path} and cannot be downloaded from "
+            f"here ({err}); download {url} on a machine with internet and put it there, or set "
+            "CELLPOSE_LOCAL_MODELS_PATH to the folder holding it"
+        ) from err
 
 
 def _cellpose():

@@ -34,4 +34,5 @@ rule all:
         segmentation_plots(),
         illumination_plots(),
         simulated_tables(),
+        segmentation_accuracy(),
     localrule: True

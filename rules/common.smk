@@ -53,6 +53,11 @@ def illumination_plots():
     return expand("results/plots/illumination/{plate}_{channel}.png", plate=PLATES, channel=CHANNELS)
 
 
+def segmentation_accuracy():
+    """Masks scored against ground truth, where there is one: the simulated screen."""
+    return ["results/scores/segmentation_accuracy.csv"] if SIMULATED else []
+
+
 def simulated_tables():
     """The simulated screen's image and MOA tables, beside its images."""
     return ["results/simulated/images.csv", "results/simulated/moa.csv"] if SIMULATED else []

@@ -87,3 +87,26 @@ rule segmentation_qc:
         cells=bool(config["segmentation"]["cells"]["model"]),
     script:
         "../scripts/segmentation_qc.py"
+
+
+rule segmentation_accuracy:
+    input:
+        manifests=expand("results/manifests/{plate}.parquet", plate=PLATES),
+        masks=expand("results/masks/{plate}", plate=PLATES),
+        truth=expand("{folder}/{plate}", folder=screen.SIMULATED_MASKS, plate=PLATES),
+    output:
+        report(
+            "results/scores/segmentation_accuracy.csv",
+            caption="../report/segmentation_accuracy.rst",
+            category="Segmentation",
+        ),
+    log:
+        "logs/segmentation_accuracy.log",
+    localrule: True
+    conda:
+        "../envs/deep.yaml"
+    params:
+        plates=PLATES,
+        iou=0.5,
+    script:
+        "../scripts/segmentation_accuracy.py"

@@ -449,7 +449,14 @@ def test_bad_input_stops_early_naming_the_culprit(tmp_path, monkeypatch, name, s
     assert not (tmp_path / "pwned").exists()
 
 
-THROUGH_SNAKEMAKE = ["config typo", "config YAML python tag", "table image missing", "image not a TIFF"]
+THROUGH_SNAKEMAKE = [  # one case for each place a check runs
+    "config typo",
+    "config YAML python tag",
+    "config model file not a Cellpose model",
+    "table image missing",
+    "image not a TIFF",
+    "image compressed data corrupt",
+]
 
 
 @pytest.mark.parametrize("name", THROUGH_SNAKEMAKE)

@@ -34,3 +34,15 @@ def test_per_cell_table_measures_each_nucleus_and_the_cell_around_it():
     assert table["Cells_Label"].tolist() == [5, 7] and table["Cells_Area"].tolist() == [64, 100]
     assert table["Cells_Intensity_actin_Mean"].tolist() == [0.5, 0.5]
     assert len(measurement.measure_objects(np.zeros((8, 8), np.uint16), stack[:, :8, :8], ["DNA", "actin"])) == 0
+
+
+def test_segmentation_accuracy_counts_found_missed_and_spurious_nuclei():
+    truth = _labels()
+    found = truth.copy()
+    found[found == 2] = 0  # one nucleus missed
+    found[30:34, 30:34] = 9  # one spurious object
+    scores = measurement.segmentation_accuracy([truth], [found])
+    n = int(truth.max())
+    assert (scores["true_objects"], scores["found_objects"]) == (n, n)
+    assert scores["recall"] == pytest.approx((n - 1) / n) and scores["precision"] == pytest.approx((n - 1) / n)
+    assert scores["average_precision"] == pytest.approx((n - 1) / (n + 1))

@@ -123,6 +123,15 @@ def test_segmentation_matches_the_simulated_ground_truth(default_run):
     assert len(predicted) == 144
     trained, classical = (measurement.average_precision(truth, p) for p in (predicted, baseline))
     print(f"\nsimulated screen AP@0.5: trained Cellpose {trained:.3f}, Otsu + watershed {classical:.3f}")
+    reported = pd.read_csv(default_run / "results/scores/segmentation_accuracy.csv")
+    assert reported["Metadata_Plate"].tolist() == ["SIM01", "SIM02", "SIM03", "SIM04"]
+    assert (reported["average_precision"] > SIMULATED_AP_THRESHOLD).all()
+    tp = (
+        reported["average_precision"]
+        * (reported["true_objects"] + reported["found_objects"])
+        / (1 + reported["average_precision"])
+    )  # AP = TP / (TP + FP + FN) and TP + FP + FN = true + found - TP
+    assert tp.sum() / (reported["true_objects"] + reported["found_objects"] - tp).sum() == pytest.approx(trained)
     assert trained > SIMULATED_AP_THRESHOLD
 
     counts = pd.read_parquet(default_run / "results/segmentation/SIM01.parquet")

@@ -45,10 +45,31 @@ def measure_objects(
     return table.merge(measured(cells, "Cells"), on="Cells_Label", how="left")
 
 
+def match_counts(true: list[np.ndarray], pred: list[np.ndarray], threshold: float = 0.5) -> tuple[int, int, int]:
+    """Objects matched at an IoU threshold over a set of label images, pooled: (TP, FP, FN).
+
+    Labels are renumbered 1..n first: Cellpose's matching counts objects by the highest label."""
+    from cellpose import metrics
+    from skimage.segmentation import relabel_sequential
+
+    true, pred = ([relabel_sequential(labels)[0] for labels in images] for images in (true, pred))
+    _, tp, fp, fn = metrics.average_precision(true, pred, threshold=[threshold])
+    return int(tp.sum()), int(fp.sum()), int(fn.sum())
+
+
 def average_precision(true: list[np.ndarray], pred: list[np.ndarray], threshold: float = 0.5) -> float:
     """AP at an IoU threshold over a set of images: TP / (TP + FP + FN), pooled."""
-    from cellpose import metrics
+    tp, fp, fn = match_counts(true, pred, threshold)
+    return tp / max(tp + fp + fn, 1)
 
-    _, tp, fp, fn = metrics.average_precision(list(true), list(pred), threshold=[threshold])
-    tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
-    return float(tp / max(tp + fp + fn, 1))
+
+def segmentation_accuracy(true: list[np.ndarray], pred: list[np.ndarray], threshold: float = 0.5) -> dict:
+    """Masks against ground truth at an IoU threshold: AP, precision, recall and object counts."""
+    tp, fp, fn = match_counts(true, pred, threshold)
+    return {
+        "average_precision": tp / max(tp + fp + fn, 1),
+        "precision": tp / max(tp + fp, 1),
+        "recall": tp / max(tp + fn, 1),
+        "true_objects": tp + fn,
+        "found_objects": tp + fp,
+    }

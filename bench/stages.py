@@ -229,9 +229,7 @@ def main():
 
         backbone = features.load_backbone(args.backbone)
         embedder = features.ImageEmbedder(backbone, device, precision="auto")
-        centres = {
-            f: g[["Location_Center_Y", "Location_Center_X"]].to_numpy() for f, g in per_cell.groupby(metadata.FIELD)
-        }
+        centres = {f: g[measurement.NUCLEUS_CENTRE].to_numpy() for f, g in per_cell.groupby(metadata.FIELD)}
         cells = features.CellSettings(embedder, centres)
         stacks = [torch.from_numpy(images.read_corrected(tmp / "corrected", i)).to(device) for i in ids]
         preloaded = [torch.stack(stacks[k : k + batch]) for k in range(0, len(stacks), batch)]

@@ -15,8 +15,11 @@ passed, blank = qc.passing_fields(
 )
 if blank:
     log.warning("plate(s) %s left out: nuclear contrast far below the screen's other plates (blank plates)", blank)
-kept = fields[passed].drop(columns=[metadata.FIELD, metadata.SITE])
+kept = fields[passed]
+nuclei = kept[[metadata.FIELD]].merge(segmentation_qc, on=metadata.FIELD, how="left")["Nuclei_Count"]
 log.info("%d of %d fields pass image QC, segmentation QC and the blank-plate check", len(kept), len(fields))
-wells = profiles.aggregate(kept, profiles.WELL_KEYS, snakemake.params.method)
+wells = profiles.well_profiles(
+    kept.drop(columns=[metadata.FIELD, metadata.SITE]), nuclei.to_numpy(), snakemake.params.method
+)
 wells.to_parquet(snakemake.output[0], index=False)
 log.info("%d wells", len(wells))

@@ -4,7 +4,7 @@ baseline) of every field of a plate."""
 import pandas as pd
 from tqdm import tqdm
 
-from morphoprof import features, jobs, metadata
+from morphoprof import features, jobs, measurement, metadata
 
 log = jobs.start_job(snakemake)
 settings = snakemake.params.settings
@@ -17,7 +17,7 @@ if features.embeds_fields(settings["level"]):
     image_embedder = features.ImageEmbedder(backbone, device, settings["scale"], settings["precision"])
 if features.embeds_cells(settings["level"]):
     centres = {
-        field_id: group[["Location_Center_Y", "Location_Center_X"]].to_numpy()
+        field_id: group[measurement.NUCLEUS_CENTRE].to_numpy()
         for field_id, group in pd.read_parquet(snakemake.input.cells).groupby(metadata.FIELD)
     }
     cell_embedder = features.ImageEmbedder(backbone, device, settings["cell_scale"], settings["precision"])

@@ -27,12 +27,18 @@ def test_per_cell_table_measures_each_nucleus_and_the_cell_around_it():
     cells[8:18, 10:20] = 7
     stack = np.stack([nuclei * 1.0, np.where(cells > 0, 0.5, 0.0)]).astype(np.float32)
     table = measurement.measure_objects(nuclei, stack, ["DNA", "actin"], cells)
-    assert table["Nuclei_Label"].tolist() == [1, 2]
-    assert table[["Location_Center_Y", "Location_Center_X"]].to_numpy().tolist() == [[3.5, 3.5], [11.5, 13.5]]
-    assert table["Nuclei_Area"].tolist() == [16, 16]
-    assert table["Nuclei_Intensity_DNA_Mean"].tolist() == [1.0, 2.0]
-    assert table["Cells_Label"].tolist() == [5, 7] and table["Cells_Area"].tolist() == [64, 100]
-    assert table["Cells_Intensity_actin_Mean"].tolist() == [0.5, 0.5]
+    assert table["Metadata_ObjectNumber"].tolist() == [1, 2]
+    assert table[["Nuclei_Location_Center_Y", "Nuclei_Location_Center_X"]].to_numpy().tolist() == [
+        [3.5, 3.5],
+        [11.5, 13.5],
+    ]
+    assert table["Nuclei_AreaShape_Area"].tolist() == [16, 16]
+    assert table["Nuclei_Intensity_MeanIntensity_DNA"].tolist() == [1.0, 2.0]
+    assert table["Metadata_Cells_ObjectNumber"].tolist() == [5, 7] and table["Cells_AreaShape_Area"].tolist() == [
+        64,
+        100,
+    ]
+    assert table["Cells_Intensity_MeanIntensity_actin"].tolist() == [0.5, 0.5]
     assert len(measurement.measure_objects(np.zeros((8, 8), np.uint16), stack[:, :8, :8], ["DNA", "actin"])) == 0
 
 

@@ -146,3 +146,23 @@ def test_feature_selection_drops_constant_and_duplicated_features():
     assert "CNN_const" not in features
     assert ("CNN_copy" in features) != ("CNN_0" in features)
     assert {"CNN_1", "CNN_2"} <= set(features)
+
+
+def test_wells_and_treatments_count_the_nuclei_and_sites_they_stand_on():
+    fields = pd.DataFrame(
+        {
+            md.PLATE: ["P1"] * 3 + ["P2"] * 2,
+            md.WELL: ["A01", "A01", "B01", "A01", "B01"],
+            md.BATCH: ["B1"] * 3 + ["B2"] * 2,
+            md.COMPOUND: ["taxol", "taxol", "DMSO", "taxol", "DMSO"],
+            md.CONCENTRATION: [1.0, 1.0, 0.0, 1.0, 0.0],
+            "CNN_a": [1.0, 3.0, 5.0, 7.0, 9.0],
+        }
+    )
+    wells = profiles.well_profiles(fields, [10, 20, 5, 7, 9])
+    taxol = wells[wells[md.COMPOUND] == "taxol"]
+    assert taxol[profiles.OBJECT_COUNT].tolist() == [30, 7] and taxol[profiles.SITE_COUNT].tolist() == [2, 1]
+    assert taxol["CNN_a"].tolist() == [2.0, 7.0]
+    treatments = profiles.treatment_profiles(wells, "DMSO")
+    assert treatments[[profiles.OBJECT_COUNT, profiles.SITE_COUNT, "Metadata_Wells"]].values.tolist() == [[37, 3, 2]]
+    assert profiles.feature_columns(treatments) == ["CNN_a"]

@@ -142,10 +142,10 @@ def test_segmentation_matches_the_simulated_ground_truth(default_run):
         "Metadata_Plate",
         "Metadata_Well",
         "Metadata_Site",
-        "Nuclei_Label",
-        "Location_Center_X",
-        "Nuclei_Area",
-        "Nuclei_Intensity_actin_Mean",
+        "Metadata_ObjectNumber",
+        "Nuclei_Location_Center_X",
+        "Nuclei_AreaShape_Area",
+        "Nuclei_Intensity_MeanIntensity_actin",
     } <= set(cells.columns)
 
 
@@ -221,3 +221,18 @@ def test_lint_is_clean():
     result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_readme_pycytominer_snippet_runs(default_run):
+    """The README's pycytominer and copairs block, run as it is on the default run's profiles."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### With pycytominer and copairs") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", code], cwd=default_run, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    kept, total, well_map = re.search(
+        r"(\d+) of (\d+) CNN features kept; well-level mAP by MOA ([\d.]+)", result.stdout
+    ).groups()
+    assert 0 < int(kept) <= int(total) and 0.0 < float(well_map) <= 1.0

@@ -9,15 +9,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+NUCLEUS_NUMBER, CELL_NUMBER = "Metadata_ObjectNumber", "Metadata_Cells_ObjectNumber"
+NUCLEUS_CENTRE = ["Nuclei_Location_Center_Y", "Nuclei_Location_Center_X"]  # (row, column) pixels
+
 
 def measure_objects(
     nuclei: np.ndarray, stack: np.ndarray, channels: list[str], cells: np.ndarray | None = None
 ) -> pd.DataFrame:
-    """One row per nucleus: label, centroid, area and each channel's mean intensity in the nucleus;
-    with whole-cell labels, the cell holding the nucleus' centroid, its area and mean intensities."""
+    """One row per nucleus, named as CellProfiler names them: its label (``Metadata_ObjectNumber``),
+    ``Nuclei_Location_Center_X/Y``, ``Nuclei_AreaShape_Area`` and each channel's
+    ``Nuclei_Intensity_MeanIntensity_<channel>``. With whole-cell labels, the cell holding the
+    nucleus' centre (``Metadata_Cells_ObjectNumber``), with its area and mean intensities."""
     from skimage import measure
 
-    def measured(labels, prefix):
+    def measured(labels, compartment, number):
         props = measure.regionprops_table(
             labels,
             intensity_image=np.moveaxis(stack, 0, -1),
@@ -25,24 +30,25 @@ def measure_objects(
         )
         return pd.DataFrame(
             {
-                f"{prefix}_Label": props["label"],
-                **(
-                    {"Location_Center_Y": props["centroid-0"], "Location_Center_X": props["centroid-1"]}
-                    if prefix == "Nuclei"
-                    else {}
-                ),
-                f"{prefix}_Area": props["area"].astype(np.int64),
-                **{f"{prefix}_Intensity_{ch}_Mean": props[f"intensity_mean-{i}"] for i, ch in enumerate(channels)},
+                number: props["label"],
+                f"{compartment}_Location_Center_X": props["centroid-1"],
+                f"{compartment}_Location_Center_Y": props["centroid-0"],
+                f"{compartment}_AreaShape_Area": props["area"].astype(np.int64),
+                **{
+                    f"{compartment}_Intensity_MeanIntensity_{ch}": props[f"intensity_mean-{i}"]
+                    for i, ch in enumerate(channels)
+                },
             }
         )
 
-    table = measured(nuclei, "Nuclei")
+    table = measured(nuclei, "Nuclei", NUCLEUS_NUMBER)
     if cells is None:
         return table
-    rows = np.clip(table["Location_Center_Y"].round().astype(int), 0, cells.shape[0] - 1)
-    cols = np.clip(table["Location_Center_X"].round().astype(int), 0, cells.shape[1] - 1)
-    table["Cells_Label"] = cells[rows, cols].astype(np.int64)
-    return table.merge(measured(cells, "Cells"), on="Cells_Label", how="left")
+    rows, cols = (
+        np.clip(table[centre].round().astype(int), 0, size - 1) for centre, size in zip(NUCLEUS_CENTRE, cells.shape)
+    )
+    table.insert(1, CELL_NUMBER, cells[rows, cols].astype(np.int64))
+    return table.merge(measured(cells, "Cells", CELL_NUMBER), on=CELL_NUMBER, how="left")
 
 
 def match_counts(true: list[np.ndarray], pred: list[np.ndarray], threshold: float = 0.5) -> tuple[int, int, int]:

@@ -8,6 +8,8 @@ import pandas as pd
 from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA, PLATE, WELL, InputError
 
 WELL_KEYS = [PLATE, WELL]
+OBJECT_COUNT, SITE_COUNT = "Metadata_Object_Count", "Metadata_Site_Count"  # as pycytominer's aggregate names them
+COUNTS = (OBJECT_COUNT, SITE_COUNT)
 
 
 def metadata_columns(table: pd.DataFrame) -> list[str]:
@@ -24,13 +26,26 @@ def feature_columns(table: pd.DataFrame, family: str | None = None) -> list[str]
 
 
 def aggregate(table: pd.DataFrame, by: list[str], method: str = "mean") -> pd.DataFrame:
-    """Mean (or median) of the features per group; metadata constant within a group is kept."""
+    """Mean (or median) of the features per group; the counts (``Metadata_Object_Count``,
+    ``Metadata_Site_Count``) are summed; other metadata constant within a group is kept."""
     features = feature_columns(table)
     grouped = table.groupby(by, sort=True, dropna=False)
     out = grouped[features].agg(method)
-    constant = [c for c in metadata_columns(table) if c not in by and (grouped[c].nunique(dropna=False) <= 1).all()]
+    counts = [c for c in COUNTS if c in table.columns]
+    constant = [
+        c
+        for c in metadata_columns(table)
+        if c not in by and c not in counts and (grouped[c].nunique(dropna=False) <= 1).all()
+    ]
     meta = grouped[constant].first() if constant else pd.DataFrame(index=out.index)
-    return pd.concat([meta, out], axis=1).reset_index().copy()
+    return pd.concat([meta, grouped[counts].sum(), out], axis=1).reset_index().copy()
+
+
+def well_profiles(fields: pd.DataFrame, nuclei: pd.Series | np.ndarray, method: str = "mean") -> pd.DataFrame:
+    """Field profiles -> well profiles, with the nuclei (``Metadata_Object_Count``) and fields
+    (``Metadata_Site_Count``) each well's profile stands on."""
+    counted = fields.assign(**{OBJECT_COUNT: np.asarray(nuclei, dtype=np.int64), SITE_COUNT: 1})
+    return aggregate(counted, WELL_KEYS, method)
 
 
 def feature_family(column: str) -> str:

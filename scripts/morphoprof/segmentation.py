@@ -490,7 +490,10 @@ def _field_masks(
         cell_labels = masks_from_flows(cells, **thresholds)[0]
         images.write_tiff(images.mask_path(masks_folder, field_id, "cells"), cell_labels)
     table = measure(nucleus_labels, images.from_uint16(stack), channels, cell_labels)
-    count = {"Nuclei_Count": len(table), "Nuclei_MeanArea": float(table["Nuclei_Area"].mean()) if len(table) else 0.0}
+    count = {
+        "Nuclei_Count": len(table),
+        "Nuclei_MeanArea": float(table["Nuclei_AreaShape_Area"].mean()) if len(table) else 0.0,
+    }
     return count, table
 
 

@@ -20,7 +20,13 @@ rule qc_plate:
     input:
         manifest="results/manifests/{plate}.parquet",
     output:
-        "results/qc/{plate}.parquet",
+        table="results/qc/{plate}.parquet",
+        plot=report(
+            "results/plots/qc/{plate}.png",
+            caption="../report/image_qc.rst",
+            category="Quality control",
+            labels={"plate": "{plate}"},
+        ),
     log:
         "logs/qc_plate/{plate}.log",
     benchmark:

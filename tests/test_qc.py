@@ -12,7 +12,7 @@ def test_blank_and_debris_fields_are_flagged():
     )
     rows, truth_blank = [], []
     for _row, raw, labels in simulate.simulate_plate(params, "SIM01"):
-        rows.append(qc.field_measurements(raw.astype(np.float32), CHANNELS))
+        rows.append(qc.field_measurements(list(raw), CHANNELS))
         truth_blank.append(labels.max() == 0)
     flagged = qc.flag_fields(pd.DataFrame(rows), CHANNELS)
     assert np.array_equal(flagged["QC_Blank"].to_numpy(), np.array(truth_blank))
@@ -20,13 +20,48 @@ def test_blank_and_debris_fields_are_flagged():
     assert flagged["QC_Pass"].mean() > 0.7
 
 
-def test_debris_needs_brightness_in_every_channel():
-    rng = np.random.default_rng(0)
-    stacks = [rng.normal(1000, 100, (3, 64, 64)).astype(np.float32) for _ in range(9)]
-    stacks[2][:, :20, :20] = 20000  # debris: bright in all channels
-    stacks[5][0, :20, :20] = 20000  # a bright nuclear phenotype only
-    flagged = qc.flag_fields(pd.DataFrame([qc.field_measurements(s, CHANNELS) for s in stacks]), CHANNELS)
-    assert flagged["QC_Debris"].tolist() == [i == 2 for i in range(9)]
+def _plate(count=12, seed=0):
+    """Raw uint16 fields of one simulated plate (no blank or debris fields of its own)."""
+    params = simulate.ScreenParams(
+        plates=1, batches=1, sites=4, height=192, width=192, moas=2, blank_fraction=0.0, debris_fraction=0.0, seed=seed
+    )
+    return [raw for _, (_row, raw, _labels) in zip(range(count), simulate.simulate_plate(params, "SIM01"))]
+
+
+def _flags(fields):
+    return qc.flag_fields(pd.DataFrame([qc.field_measurements(list(f), CHANNELS) for f in fields]), CHANNELS)
+
+
+def test_compact_debris_bright_in_one_channel_is_flagged():
+    fields = _plate()
+    dna = fields[3][0]
+    dna[90:99, 90:99] = np.minimum(dna.max() * 8, 60000)  # a 9x9 blob, 0.2 % of the field, in DNA only
+    tubulin = fields[6][1]
+    tubulin[:] = np.minimum(tubulin.astype(np.uint32) * 5, 60000)  # a strong tubulin phenotype: not debris
+    flagged = _flags(fields)
+    assert flagged["QC_Debris"].tolist() == [i == 3 for i in range(len(fields))]
+
+
+def test_blurred_fields_are_flagged_whatever_their_nuclei_count():
+    from scipy import ndimage as ndi
+
+    fields = _plate()
+    rng = np.random.default_rng(1)
+    signal = ndi.gaussian_filter(fields[5].astype(np.float32), (0, 3, 3))  # defocused, then the camera's noise
+    fields[5] = np.clip(signal + rng.normal(0, 1, signal.shape) * (np.sqrt(signal) + 15), 0, 65535).astype(np.uint16)
+    sparse = fields[8]
+    sparse[:, :, :128] = np.median(sparse, axis=(1, 2), keepdims=True).astype(np.uint16)  # two thirds empty, sharp
+    flagged = _flags(fields)
+    assert flagged["QC_Blurry"].tolist() == [i == 5 for i in range(len(fields))]
+
+
+def test_saturated_fields_are_flagged():
+    fields = _plate()
+    fields[7][1] = np.minimum(fields[7][1].astype(np.uint32) * 40, 65535).astype(np.uint16)  # tubulin over-exposed
+    flagged = _flags(fields)
+    assert flagged["QC_Saturated"].tolist() == [i == 7 for i in range(len(fields))]
+    assert flagged.loc[7, "QC_tubulin_PercentMaximal"] > 1.0 and not flagged.loc[7, "QC_Pass"]
+    assert qc.percent_maximal(np.full((4, 4), 1.0, np.float32)) == 0.0
 
 
 def test_fields_without_cells_or_far_too_many_are_flagged():

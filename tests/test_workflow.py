@@ -58,6 +58,7 @@ def test_contract_outputs(default_run):
         "distances.png",
         "normalizations.png",
         "illumination/SIM01_DNA.png",
+        "qc/SIM01.png",
         "segmentation/SIM01_cell_counts.png",
         "segmentation/SIM04_overlays.png",
     ):

@@ -93,13 +93,18 @@ def check_plate_images(fields, channels: list[str], decode_compressed: bool = Tr
     return size
 
 
-def read_field(row, channels: list[str]) -> np.ndarray:
-    """The (channels, H, W) float32 stack of one field-table row; channels must agree in shape."""
+def read_planes(row, channels: list[str]) -> list[np.ndarray]:
+    """The channel images of one field-table row, each in its own pixel type; they must agree in shape."""
     planes = [read_image(row[path_column(ch)]) for ch in channels]
     shapes = {p.shape for p in planes}
     if len(shapes) > 1:
         raise InputError(f"field {row['Metadata_Field']}: channel images differ in shape {sorted(shapes)}")
-    return np.stack(planes).astype(np.float32)
+    return planes
+
+
+def read_field(row, channels: list[str]) -> np.ndarray:
+    """The (channels, H, W) float32 stack of one field-table row."""
+    return np.stack(read_planes(row, channels)).astype(np.float32)
 
 
 def write_tiff(path: str | Path, array: np.ndarray) -> None:

@@ -123,6 +123,27 @@ def scores_by_method(table: pd.DataFrame, path) -> None:
     plt.close(fig)
 
 
+def qc_fields(flagged: pd.DataFrame, nuclear: str, title: str, path) -> None:
+    """Each field's nuclear focus score against its nuclear contrast, coloured by its image-QC flag."""
+    colours = {"QC_Blank": "tab:grey", "QC_Debris": "tab:orange", "QC_Blurry": "tab:purple", "QC_Saturated": "tab:red"}
+    x, y = flagged[f"QC_{nuclear}_Contrast"].to_numpy(), flagged[f"QC_{nuclear}_Focus"].to_numpy()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    passed = flagged["QC_Pass"].to_numpy()
+    ax.scatter(x[passed], y[passed], s=14, color="tab:blue", label=f"kept ({int(passed.sum())})")
+    for flag, colour in colours.items():
+        hit = flagged[flag].to_numpy()
+        if hit.any():
+            label = f"{flag.removeprefix('QC_').lower()} ({int(hit.sum())})"
+            ax.scatter(x[hit], y[hit], s=28, color=colour, marker="x", label=label)
+    ax.set_xlabel(f"{nuclear} contrast (std / mean)")
+    ax.set_ylabel(f"{nuclear} focus score")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def cell_counts(flagged: pd.DataFrame, wells: pd.Series, low: float, high: float, title: str, path) -> None:
     """Segmented cells per field, one column per well, with the QC limits; flagged fields in red."""
     order = sorted(wells.unique())

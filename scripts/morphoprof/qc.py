@@ -1,4 +1,4 @@
-"""Image quality control: per-field measurements and flags for blank and debris fields."""
+"""Image quality control: per-field measurements, and flags for blank, debris, blurry and saturated fields."""
 
 from __future__ import annotations
 
@@ -7,37 +7,85 @@ import pandas as pd
 
 from .metadata import FIELD, PLATE, InputError
 
+FOCUS_SCALES = (1.5, 4.0)  # pixels: the fine and coarse Laplacian-of-Gaussian scales of the focus score
 
-def field_measurements(stack: np.ndarray, channels: list[str]) -> dict[str, float]:
-    """Mean, contrast (std/mean) and 99th percentile of each channel of one raw field."""
+
+def focus_score(plane: np.ndarray) -> float:
+    """How sharp a field is: the variance of its Laplacian of Gaussian at a fine scale over that at a
+    coarse scale. Defocus removes fine detail first, so the ratio falls; it does not depend on how
+    many nuclei the field holds, as the variance at one scale would."""
+    from scipy import ndimage as ndi
+
+    values = plane.astype(np.float32)
+    values /= max(float(values.mean()), 1e-12)
+    fine, coarse = (float(ndi.gaussian_laplace(values, sigma).var()) for sigma in FOCUS_SCALES)
+    return fine / coarse if coarse > 0 else 0.0
+
+
+def percent_maximal(plane: np.ndarray) -> float:
+    """Percent of a field's pixels at its pixel type's maximum (saturated); 0 for float images."""
+    if plane.dtype.kind not in "ui":
+        return 0.0
+    return 100.0 * float(np.count_nonzero(plane == np.iinfo(plane.dtype).max)) / plane.size
+
+
+def field_measurements(planes: list[np.ndarray], channels: list[str]) -> dict[str, float]:
+    """Per channel of one raw field (in its own pixel type): mean, contrast (std/mean), the 99th and
+    99.99th percentiles, the percent of saturated pixels and the focus score."""
     out = {}
-    for ch, plane in zip(channels, stack):
-        mean = float(plane.mean())
+    for ch, plane in zip(channels, planes):
+        values = plane.astype(np.float32)
+        mean = float(values.mean())
+        p99, p9999 = np.percentile(values, [99, 99.99])
         out[f"QC_{ch}_Mean"] = mean
-        out[f"QC_{ch}_Contrast"] = float(plane.std() / mean) if mean > 0 else 0.0
-        out[f"QC_{ch}_P99"] = float(np.percentile(plane, 99))
+        out[f"QC_{ch}_Contrast"] = float(values.std() / mean) if mean > 0 else 0.0
+        out[f"QC_{ch}_P99"] = float(p99)
+        out[f"QC_{ch}_P9999"] = float(p9999)
+        out[f"QC_{ch}_PercentMaximal"] = percent_maximal(plane)
+        out[f"QC_{ch}_Focus"] = focus_score(plane)
     return out
 
 
+FLAGS = ("QC_Blank", "QC_Debris", "QC_Blurry", "QC_Saturated")
+
+
 def flag_fields(
-    measurements: pd.DataFrame, channels: list[str], blank_contrast: float = 0.2, debris_brightness: float = 2.5
+    measurements: pd.DataFrame,
+    channels: list[str],
+    blank_contrast: float = 0.2,
+    debris_brightness: float = 2.5,
+    blur_focus: float = 0.6,
+    saturated_percent: float = 1.0,
 ) -> pd.DataFrame:
     """Flag fields against their plate's median field.
 
-    Blank: the first (nuclear) channel's contrast is below ``blank_contrast`` times the
-    plate median. Debris: every channel's 99th percentile is above ``debris_brightness``
-    times the plate median (debris is bright in all channels, phenotypes rarely are).
+    - Blank: the first (nuclear) channel's contrast is below ``blank_contrast`` times the plate median.
+    - Debris: the nuclear channel's brightest 0.01 % of pixels are above ``debris_brightness``
+      times the plate median of the same (a compact blob far brighter than any nucleus, even one
+      bright in DNA alone and covering well under 1 % of the field), or every channel's 99th
+      percentile is (broad debris, bright in all channels). A marker channel alone may be several
+      times brighter under treatment: that is a phenotype, not debris.
+    - Blurry: the nuclear channel's focus score is below ``blur_focus`` times the plate median.
+    - Saturated: in any channel, more than ``saturated_percent`` % of the pixels are at the pixel
+      type's maximum.
     """
     out = measurements.copy()
     nuclear = channels[0]
     contrast = out[f"QC_{nuclear}_Contrast"]
     out["QC_Blank"] = contrast < blank_contrast * contrast.median()
-    bright = np.ones(len(out), bool)
+
+    def bright(column):
+        return (out[column] > debris_brightness * out[column].median()).to_numpy()
+
+    broad, saturated = np.ones(len(out), bool), np.zeros(len(out), bool)
     for ch in channels:
-        p99 = out[f"QC_{ch}_P99"]
-        bright &= (p99 > debris_brightness * p99.median()).to_numpy()
-    out["QC_Debris"] = bright
-    out["QC_Pass"] = ~(out["QC_Blank"] | out["QC_Debris"])
+        broad &= bright(f"QC_{ch}_P99")
+        saturated |= (out[f"QC_{ch}_PercentMaximal"] > saturated_percent).to_numpy()
+    out["QC_Debris"] = bright(f"QC_{nuclear}_P9999") | broad
+    focus = out[f"QC_{nuclear}_Focus"]
+    out["QC_Blurry"] = focus < blur_focus * focus.median()
+    out["QC_Saturated"] = saturated
+    out["QC_Pass"] = ~out[list(FLAGS)].any(axis=1)
     return out
 
 

@@ -54,6 +54,7 @@ rule illumination_function:
             caption="../report/illumination.rst",
             category="Illumination",
             subcategory="{plate}",
+            labels={"plate": "{plate}", "channel": "{channel}"},
         ),
     log:
         "logs/illumination_function/{plate}_{channel}.log",

@@ -66,11 +66,13 @@ rule segmentation_qc:
             "results/plots/segmentation/{plate}_cell_counts.png",
             caption="../report/cell_counts.rst",
             category="Segmentation",
+            labels={"plate": "{plate}", "plot": "cell counts"},
         ),
         overlays=report(
             "results/plots/segmentation/{plate}_overlays.png",
             caption="../report/overlays.rst",
             category="Segmentation",
+            labels={"plate": "{plate}", "plot": "overlays"},
         ),
     log:
         "logs/segmentation_qc/{plate}.log",
@@ -110,3 +112,23 @@ rule segmentation_accuracy:
         iou=0.5,
     script:
         "../scripts/segmentation_accuracy.py"
+
+
+rule preview_segmentation:
+    input:
+        manifest=f"results/manifests/{PLATES[0]}.parquet",
+        model=model_inputs,
+    output:
+        "results/preview/segmentation.png",
+    log:
+        "logs/preview_segmentation.log",
+    localrule: True
+    conda:
+        "../envs/deep.yaml"
+    params:
+        fields=config["preview_fields"],
+        nuclear=CHANNELS[0],
+        model=segmentation_model(),
+        settings={k: v for k, v in config["segmentation"].items() if k not in ("train", "qc")},
+    script:
+        "../scripts/preview_segmentation.py"

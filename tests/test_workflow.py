@@ -79,8 +79,25 @@ def test_every_normalization_is_scored(default_run):
 def test_html_report_gathers_the_plots(default_run):
     _snakemake(default_run, "--report", "report.html")
     html = (default_run / "report.html").read_text(errors="replace")
-    for name in ("confusion_matrix.png", "umap.png", "normalizations.csv", "SIM01_DNA.png"):
+    for name in (
+        "confusion_matrix.png",
+        "umap.png",
+        "normalizations.csv",
+        "SIM01_DNA.png",
+        "segmentation_accuracy.csv",
+    ):
         assert name in html
+
+
+def test_zipped_report_gathers_the_plots(default_run):
+    import zipfile
+
+    _snakemake(default_run, "--report", "report.zip")
+    with zipfile.ZipFile(default_run / "report.zip") as archive:
+        names = archive.namelist()
+    assert any(n.endswith("report.html") for n in names)
+    for plot in ("/confusion_matrix.png", "/SIM01.png", "/SIM01_DNA.png", "/segmentation_accuracy.csv"):
+        assert any(n.endswith(plot) for n in names), plot
 
 
 def test_simulated_tables_are_a_valid_generic_input(default_run):
@@ -237,3 +254,10 @@ def test_readme_pycytominer_snippet_runs(default_run):
         r"(\d+) of (\d+) CNN features kept; well-level mAP by MOA ([\d.]+)", result.stdout
     ).groups()
     assert 0 < int(kept) <= int(total) and 0.0 < float(well_map) <= 1.0
+
+
+def test_preview_segments_a_few_fields_in_seconds(default_run):
+    result = _snakemake(default_run, "--cores", "2", "results/preview/segmentation.png", "--config", "preview_fields=2")
+    assert (default_run / "results/preview/segmentation.png").stat().st_size > 0
+    log = (default_run / "logs/preview_segmentation.log").read_text()
+    assert "previewed 2 fields: SIM01_" in log and "nuclei, diameter" in log, log + result.stderr[-2000:]

@@ -1,0 +1,33 @@
+"""Rule preview_segmentation: segment a few fields of the first plate with the current settings and
+draw their outlines, to try segmentation settings in seconds, before running a plate."""
+
+import numpy as np
+import pandas as pd
+
+from morphoprof import images, jobs, metadata, plots, segmentation
+
+log = jobs.start_job(snakemake)
+settings = snakemake.params.settings
+fields = pd.read_parquet(snakemake.input.manifest)
+shown = fields.iloc[np.unique(np.linspace(0, len(fields) - 1, snakemake.params.fields).round().astype(int))]
+nuclear = [images.read_image(row[metadata.path_column(snakemake.params.nuclear)]) for _, row in shown.iterrows()]
+bounds = images.plate_bounds(([plane] for plane in nuclear), settings["low_percentile"], settings["high_percentile"])[0]
+model = segmentation.load_model(snakemake.params.model, jobs.pick_device())
+diameter = settings["diameter"] or float(model.diam_labels)
+masks = segmentation.segment(
+    model,
+    [plane.astype(np.float32) for plane in nuclear],
+    diameter,
+    settings["batch_size"],
+    settings["flow_threshold"],
+    settings["cellprob_threshold"],
+    bounds,
+)
+titles = [f"{f}: {int(m.max())} nuclei, diameter {diameter:.1f} px" for f, m in zip(shown[metadata.FIELD], masks)]
+plots.mask_overlays(
+    [images.rescale(plane.astype(np.float32), *bounds) for plane in nuclear],
+    [[m] for m in masks],
+    titles,
+    snakemake.output[0],
+)
+log.info("previewed %d fields: %s", len(masks), "; ".join(titles))

@@ -250,13 +250,13 @@ CASES = [
         "config Cellpose built-in model unreachable",
         _set("segmentation.model", "cyto3"),
         "parse",
-        r"config segmentation.model: Cellpose's built-in model 'cyto3' is not at .*cyto3 and cannot be downloaded",
+        r"config segmentation.model: Cellpose's built-in model 'cyto3': no file at .*cyto3, and .* cannot be reached",
     ),
     (
         "config backbone weights unreachable",
         _set("features.backbone", "resnet50"),
         "parse",
-        r"config features.backbone: the ImageNet weights of resnet50 are not at .*resnet50-0676ba61\.pth",
+        r"config features.backbone: the ImageNet weights of resnet50: no file at .*resnet50-0676ba61\.pth",
     ),
     (
         "config paths outside the image root",

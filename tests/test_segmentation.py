@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from classical import watershed_baseline
 
-from morphoprof import measurement, segmentation
+from morphoprof import measurement, screen, segmentation
 from morphoprof.metadata import InputError
 
 
@@ -111,4 +111,5 @@ def test_builtin_models_are_looked_for_where_cellpose_keeps_them(tmp_path, monke
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path))
     assert segmentation.builtin_model_file(name) == tmp_path / file
     (tmp_path / file).write_bytes(b"")
-    segmentation.check_builtin_model_available(name, "segmentation.model")  # present: no download asked
+    url = f"{segmentation.BUILTIN_MODEL_URL}/{file}"
+    screen.check_downloadable(tmp_path / file, url, "model", timeout=0.001)  # present: no download asked

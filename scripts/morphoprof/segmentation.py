@@ -47,26 +47,6 @@ def builtin_model_file(name: str) -> Path:
     return Path(folder) / (f"{name}torch_0" if name in ("cyto", "cyto2", "nuclei") else name)
 
 
-def check_builtin_model_available(name: str, key: str, timeout: float = 10.0) -> None:
-    """A built-in model's weights are on this machine, or Cellpose's download address answers:
-    checked before any job, where a compute node without internet would otherwise fail in its
-    first segmentation job."""
-    import urllib.request
-
-    path = builtin_model_file(name)
-    if path.is_file():
-        return
-    url = f"{BUILTIN_MODEL_URL}/{path.name}"
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
-    except OSError as err:  # URLError and socket timeouts are OSErrors
-        raise InputError(
-            f"config {key}: Cellpose's built-in model {name!r} is not at {path} and cannot be downloaded from "
-            f"here ({err}); download {url} on a machine with internet and put it there, or set "
-            "CELLPOSE_LOCAL_MODELS_PATH to the folder holding it"
-        ) from err
-
-
 def _cellpose():
     """Cellpose (and torch) are imported on first use: the workflow's parser needs neither."""
     from cellpose import models, resnet_torch

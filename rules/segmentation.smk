@@ -49,7 +49,7 @@ rule segment_plate:
     params:
         channels=CHANNELS,
         model=segmentation_model(),
-        settings={k: v for k, v in config["segmentation"].items() if k not in ("train", "qc")},
+        settings=screen.segmentation_settings(config),
     script:
         "../scripts/segment_plate.py"
 
@@ -129,6 +129,6 @@ rule preview_segmentation:
         fields=config["preview_fields"],
         nuclear=CHANNELS[0],
         model=segmentation_model(),
-        settings={k: v for k, v in config["segmentation"].items() if k not in ("train", "qc")},
+        settings=screen.segmentation_settings(config),
     script:
         "../scripts/preview_segmentation.py"

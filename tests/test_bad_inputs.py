@@ -85,12 +85,12 @@ def _write(tmp_path: Path, inputs: dict) -> None:
     config.write_text(text)
 
 
-def _snakemake(tmp_path: Path, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), *args],
-        capture_output=True,
-        text=True,
-    )
+def _command(folder: Path, *args) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(folder), *args]
+
+
+def _snakemake(folder: Path, *args):
+    return subprocess.run(_command(folder, *args), capture_output=True, text=True)
 
 
 def _set(key, value):
@@ -539,18 +539,7 @@ def test_a_killed_run_resumes_to_the_same_profiles_as_a_clean_one(tmp_path):
     clean, killed = (_tiny_screen(tmp_path / name) for name in ("clean", "killed"))
     assert _snakemake(clean, "--cores", "2", target).returncode == 0
     run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(killed),
-            "--cores",
-            "2",
-            target,
-        ],
+        _command(killed, "--cores", "2", target),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -16,8 +16,8 @@ def focus_score(plane: np.ndarray) -> float:
     many nuclei the field holds, as the variance at one scale would."""
     from scipy import ndimage as ndi
 
-    values = plane.astype(np.float32)
-    values /= max(float(values.mean()), 1e-12)
+    plane = np.asarray(plane, np.float32)  # no copy of a float32 field
+    values = plane / max(float(plane.mean()), 1e-12)
     fine, coarse = (float(ndi.gaussian_laplace(values, sigma).var()) for sigma in FOCUS_SCALES)
     return fine / coarse if coarse > 0 else 0.0
 
@@ -42,7 +42,7 @@ def field_measurements(planes: list[np.ndarray], channels: list[str]) -> dict[st
         out[f"QC_{ch}_P99"] = float(p99)
         out[f"QC_{ch}_P9999"] = float(p9999)
         out[f"QC_{ch}_PercentMaximal"] = percent_maximal(plane)
-        out[f"QC_{ch}_Focus"] = focus_score(plane)
+        out[f"QC_{ch}_Focus"] = focus_score(values)
     return out
 
 

@@ -89,6 +89,12 @@ def check_settings(config: dict) -> None:
         )
 
 
+def segmentation_settings(config: dict) -> dict:
+    """The ``segmentation:`` block as the segmenting jobs take it: without training and QC, which
+    they do not read, so that changing those does not rerun them."""
+    return {key: value for key, value in config["segmentation"].items() if key not in ("train", "qc")}
+
+
 def plan(config: dict, schema_file: str | Path) -> pd.DataFrame:
     """Everything checked while Snakemake plans, in order of cost: the schema, the cross-checks, the
     tables and image paths, then the models. Returns the screen's field table."""

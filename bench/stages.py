@@ -33,7 +33,7 @@ import torch
 import yaml
 from torch import nn
 
-from morphoprof import features, images, jobs, measurement, metadata, screen, segmentation, simulate
+from morphoprof import features, images, jobs, measurement, screen, segmentation, simulate
 
 SETTINGS = screen.segmentation_settings(  # the shipped config's, as the segment_plate rule gets them
     yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
@@ -188,9 +188,10 @@ def main():
         ids, truth = write_fields(tmp / "corrected", args.fields, args.size, args.cells)
         model_path = args.model or train_model(tmp / "model" / "cellpose.pth", args.epochs, device)
         model = segmentation.load_model(str(model_path), device)
+        settings = {**SETTINGS, "diameter": float(model.diam_labels)}  # bare Cellpose's; the plate estimate untimed
 
         segmentation.segment_plate(
-            tmp / "corrected", ids[:2], channels, tmp / "warm", model, SETTINGS, measurement.measure_objects, workers=1
+            tmp / "corrected", ids[:2], channels, tmp / "warm", model, settings, measurement.measure_objects, workers=1
         )
         seconds, (counts, per_cell), gpu = timed(
             device,
@@ -200,7 +201,7 @@ def main():
                 channels,
                 tmp / "masks",
                 model,
-                SETTINGS,
+                settings,
                 measurement.measure_objects,
                 workers=args.threads,
             ),
@@ -225,7 +226,7 @@ def main():
 
         backbone = features.load_backbone(args.backbone)
         embedder = features.ImageEmbedder(backbone, device, precision="auto")
-        centres = {f: g[measurement.NUCLEUS_CENTRE].to_numpy() for f, g in per_cell.groupby(metadata.FIELD)}
+        centres = features.cell_centres(per_cell)
         cells = features.CellSettings(embedder, centres)
         stacks = [torch.from_numpy(images.read_corrected(tmp / "corrected", i)).to(device) for i in ids]
         preloaded = [torch.stack(stacks[k : k + batch]) for k in range(0, len(stacks), batch)]

@@ -85,6 +85,13 @@ def feature_inputs(wildcards):
     return inputs
 
 
+def cell_embeddings_output():
+    """With features.export_cells, extract_features also writes each nucleus's embedding."""
+    if not config["features"]["export_cells"]:
+        return {}
+    return {"cell_embeddings": "results/cells/{plate}_embeddings.parquet"}
+
+
 def segmentation_plots():
     return expand("results/plots/segmentation/{plate}_{plot}.png", plate=PLATES, plot=["cell_counts", "overlays"])
 

@@ -2,7 +2,8 @@ rule extract_features:
     input:
         unpack(feature_inputs),
     output:
-        "results/features/{plate}.parquet",
+        **cell_embeddings_output(),
+        features="results/features/{plate}.parquet",
     log:
         "logs/extract_features/{plate}.log",
     benchmark:

@@ -38,7 +38,8 @@ rule normalize_profiles:
 
 rule score_moa:
     input:
-        "results/profiles/treatments.parquet",
+        treatments="results/profiles/treatments.parquet",
+        wells="results/profiles/wells.parquet",
     output:
         scores="results/scores/moa.json",
         table=report("results/scores/treatments.csv", caption="../report/treatments.rst", category="Scores"),
@@ -52,6 +53,7 @@ rule score_moa:
     conda:
         "../envs/profiling.yaml"
     params:
+        control=config["control"],
         family=features.level_family(config["features"]["level"]),
         levels=features.scored_levels(config["features"]["level"]),
         baselines=config["scoring"]["baselines"],

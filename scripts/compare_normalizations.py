@@ -22,6 +22,8 @@ for method in profiles.NORMALIZATIONS:
                 "normalization": method,
                 "family": family,
                 **{k: summary[k] for k in ("nsc", "nscb", "nscb_common", "map", "n_features")},
+                "same_batch_neighbours": summary["batch_neighbours"]["same_batch"],
+                "same_batch_chance": summary["batch_neighbours"]["chance"],
             }
         )
         log.info(

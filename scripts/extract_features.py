@@ -1,10 +1,10 @@
 """Rule extract_features: whole-field and/or single-cell CNN features (and the mean-intensity
-baseline) of every field of a plate."""
+baseline) of every field of a plate; with features.export_cells, every cell's embedding too."""
 
 import pandas as pd
 from tqdm import tqdm
 
-from morphoprof import features, jobs, measurement, metadata
+from morphoprof import features, jobs, metadata
 
 log = jobs.start_job(snakemake)
 settings = snakemake.params.settings
@@ -16,17 +16,18 @@ image_embedder, cells = None, None
 if features.embeds_fields(settings["level"]):
     image_embedder = features.ImageEmbedder(backbone, device, settings["scale"], settings["precision"])
 if features.embeds_cells(settings["level"]):
-    centres = {
-        field_id: group[measurement.NUCLEUS_CENTRE].to_numpy()
-        for field_id, group in pd.read_parquet(snakemake.input.cells).groupby(metadata.FIELD)
-    }
-    cell_embedder = features.ImageEmbedder(backbone, device, settings["cell_scale"], settings["precision"])
+    cell_table = pd.read_parquet(snakemake.input.cells)
     cells = features.CellSettings(
-        cell_embedder, centres, settings["crop_size"], tuple(settings["cell_aggregates"]), settings["cell_batch_size"]
+        features.ImageEmbedder(backbone, device, settings["cell_scale"], settings["precision"]),
+        features.cell_centres(cell_table),
+        settings["crop_size"],
+        tuple(settings["cell_aggregates"]),
+        settings["cell_batch_size"],
+        settings["export_cells"],
     )
 ids = list(fields[metadata.FIELD])
 with tqdm(total=len(ids), desc=f"features {snakemake.wildcards.plate}") as progress:
-    values = features.extract_plate(
+    values, cell_embeddings = features.extract_plate(
         snakemake.input.images,
         ids,
         channels,
@@ -38,7 +39,11 @@ with tqdm(total=len(ids), desc=f"features {snakemake.wildcards.plate}") as progr
     )
 meta = fields[[c for c in fields.columns if c.startswith("Metadata_")]].reset_index(drop=True)
 table = pd.concat([meta, values], axis=1)
-table.to_parquet(snakemake.output[0], index=False)
+table.to_parquet(snakemake.output.features, index=False)
+if cell_embeddings is not None:
+    exported = features.cell_embedding_table(cell_table, ids, cell_embeddings, channels)
+    exported.to_parquet(snakemake.output.cell_embeddings, index=False)
+    log.info("%d cells' embeddings exported (%d columns each)", len(exported), cell_embeddings.shape[1])
 log.info(
     "%d fields x %d features (%s, %s level, on %s, autocast %s)",
     len(table),

@@ -9,21 +9,19 @@ from morphoprof import images, jobs, metadata, plots, segmentation
 log = jobs.start_job(snakemake)
 settings = snakemake.params.settings
 fields = pd.read_parquet(snakemake.input.manifest)
-shown = fields.iloc[np.unique(np.linspace(0, len(fields) - 1, snakemake.params.fields).round().astype(int))]
+shown = fields.iloc[metadata.evenly_spread(len(fields), snakemake.params.fields)]
 nuclear = [images.read_image(row[metadata.path_column(snakemake.params.nuclear)]) for _, row in shown.iterrows()]
 bounds = images.plate_bounds(([plane] for plane in nuclear), settings["low_percentile"], settings["high_percentile"])[0]
 model = segmentation.load_model(snakemake.params.model, jobs.pick_device())
-diameter = settings["diameter"] or float(model.diam_labels)
-masks = segmentation.segment(
-    model,
-    [plane.astype(np.float32) for plane in nuclear],
-    diameter,
-    settings["batch_size"],
-    settings["flow_threshold"],
-    settings["cellprob_threshold"],
-    bounds,
-)
-titles = [f"{f}: {int(m.max())} nuclei, diameter {diameter:.1f} px" for f, m in zip(shown[metadata.FIELD], masks)]
+planes = [plane.astype(np.float32) for plane in nuclear]
+batch, thresholds = settings["batch_size"], (settings["flow_threshold"], settings["cellprob_threshold"])
+estimated = None if settings["diameter"] else segmentation.estimate_diameter(model, planes, bounds, batch, *thresholds)
+diameter = settings["diameter"] or estimated or float(model.diam_labels)
+source = "configured" if settings["diameter"] else "estimated" if estimated else "the model's own"
+masks = segmentation.segment(model, planes, diameter, batch, *thresholds, bounds)
+titles = [
+    f"{f}: {int(m.max())} nuclei, diameter {diameter:.1f} px ({source})" for f, m in zip(shown[metadata.FIELD], masks)
+]
 plots.mask_overlays(
     [images.rescale(plane.astype(np.float32), *bounds) for plane in nuclear],
     [[m] for m in masks],

@@ -7,9 +7,16 @@ import pandas as pd
 from morphoprof import jobs, metadata, plots, profiles, scoring
 
 log = jobs.start_job(snakemake)
-treatments = pd.read_parquet(snakemake.input[0])
+treatments = pd.read_parquet(snakemake.input.treatments)
 family = snakemake.params.family
-summary, table = scoring.evaluate(treatments, family, snakemake.params.baselines, snakemake.params.levels)
+summary, table = scoring.evaluate(
+    treatments,
+    family,
+    snakemake.params.baselines,
+    snakemake.params.levels,
+    pd.read_parquet(snakemake.input.wells),
+    snakemake.params.control,
+)
 with open(snakemake.output.scores, "w") as out:
     json.dump(summary, out, indent=2)
 table.to_csv(snakemake.output.table, index=False)
@@ -19,7 +26,7 @@ nsc = scoring.nearest_neighbours(treatments, columns, exclude_batch=False)
 plots.confusion_matrix(
     scoring.confusion(nsc), f"NSC 1-NN: accuracy {scoring.shown(summary['nsc'], 2)}", snakemake.output.confusion
 )
-values = treatments[columns].to_numpy()
+values = scoring.profile_matrix(treatments, columns)
 plots.embedding(
     scoring.umap_coordinates(values),
     treatments[metadata.MOA],
@@ -34,6 +41,15 @@ plots.distance_distributions(
     scoring.pair_distances(treatments, columns), f"{family} profiles", snakemake.output.distances
 )
 log.info("%s: NSC %s NSCB %s mAP %s", family, *(scoring.shown(summary[k]) for k in ("nsc", "nscb", "map")))
+log.info(
+    "NSC neighbours in the query's batch: %s (chance %s)",
+    *(scoring.shown(summary["batch_neighbours"][k]) for k in ("same_batch", "chance")),
+)
+log.info(
+    "phenotypic activity: %s of %d treatments active against the control wells",
+    scoring.shown(summary["activity"]["active_fraction"], 2),
+    summary["activity"]["n_treatments"],
+)
 for score, reason in summary["undefined"].items():
     log.warning("%s is not scored (null in moa.json): %s", score, reason)
 for level, scores in summary["levels"].items():

@@ -210,6 +210,12 @@ CASES = [
         r"config segmentation.qc.min_cells: single-cell features",
     ),
     (
+        "config cells exported without cells",
+        _set("features", {**DEFAULT_CONFIG["features"], "level": "field", "export_cells": True}),
+        "parse",
+        r"config features.export_cells: cells are embedded only with features.level cell or both, not field",
+    ),
+    (
         "config cytoplasm channel unknown",
         _set("segmentation.cells", {"model": "cyto3", "channel": "mito", "diameter": 0}),
         "parse",

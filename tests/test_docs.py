@@ -4,10 +4,10 @@ import doctest
 
 import pytest
 
-from morphoprof import illumination, profiles, scoring
+from morphoprof import illumination, metadata, profiles, scoring
 
 
-@pytest.mark.parametrize("module", [illumination, profiles, scoring], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [illumination, metadata, profiles, scoring], ids=lambda m: m.__name__)
 def test_docstring_examples_hold(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

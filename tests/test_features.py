@@ -1,6 +1,7 @@
 import socket
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -49,8 +50,8 @@ def _plate_folder(tmp_path, stacks):
 
 def test_batching_and_read_workers_do_not_change_the_features(embedder, tmp_path):
     ids = _plate_folder(tmp_path, _stacks(5))
-    batched = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], embedder, batch_size=4, workers=3)
-    single = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], embedder, batch_size=1, workers=1)
+    batched, _ = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], embedder, batch_size=4, workers=3)
+    single, _ = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], embedder, batch_size=1, workers=1)
     assert batched.shape == (5, 3 + 3840)
     assert np.allclose(batched.to_numpy(), single.to_numpy(), atol=1e-4)
 
@@ -100,7 +101,8 @@ def test_single_cell_features_are_field_means_and_medians_of_cell_embeddings(emb
         "F2": np.array([[10.0, 90.0], [50.0, 50.0]]),
     }
     cells = features.CellSettings(embedder, centres, crop_size=32, stats=("mean", "median"), batch_size=2)
-    table = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=3)
+    table, exported = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=3)
+    assert exported is None
     assert list(table.columns[:3]) == ["Intensity_DNA_Mean", "Intensity_tubulin_Mean", "Intensity_actin_Mean"]
     assert table.shape == (3, 3 + 2 * 3840) and table.columns[3 + 3840] == "CellCNN_DNA_Median_0000"
     for row, field_id in ((0, "F0"), (2, "F2")):
@@ -109,8 +111,41 @@ def test_single_cell_features_are_field_means_and_medians_of_cell_embeddings(emb
         assert np.allclose(table.iloc[row, 3 : 3 + 3840], per_cell.mean(axis=0), atol=1e-4)
         assert np.allclose(table.iloc[row, 3 + 3840 :], np.median(per_cell, axis=0), atol=1e-4)
     assert table.iloc[1, 3:].isna().all()  # no cells: left to segmentation QC
-    one_at_a_time = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=1)
+    one_at_a_time, _ = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=1)
     assert np.allclose(table.to_numpy(), one_at_a_time.to_numpy(), atol=1e-4, equal_nan=True)
+
+
+def test_exported_cells_are_the_embeddings_the_field_summaries_average(embedder, tmp_path):
+    """features.export_cells: one row per nucleus of the per-cell table, whatever its row order,
+    with its metadata and centre, and the embedding of the crop around that centre."""
+    from morphoprof import images
+
+    stacks = _stacks(3)
+    ids = _plate_folder(tmp_path, stacks)
+    cell_table = pd.DataFrame(
+        {
+            "Metadata_Field": ["F2", "F0", "F2", "F0", "F9"],
+            "Metadata_ObjectNumber": [1, 1, 2, 2, 1],
+            "Nuclei_Location_Center_Y": [10.0, 30.0, 50.0, 60.0, 5.0],
+            "Nuclei_Location_Center_X": [90.0, 30.0, 50.0, 50.0, 5.0],
+            "Nuclei_AreaShape_Area": [50, 60, 70, 80, 90],
+        }
+    )  # F1 has no cells; F9 is not among the fields embedded
+    cells = features.CellSettings(embedder, features.cell_centres(cell_table), crop_size=32, batch_size=3, export=True)
+    table, embeddings = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=2)
+    exported = features.cell_embedding_table(cell_table, ids, embeddings, ["DNA", "tubulin", "actin"])
+    assert exported[["Metadata_Field", "Metadata_ObjectNumber"]].values.tolist() == [
+        ["F0", 1], ["F0", 2], ["F2", 1], ["F2", 2]
+    ]  # fmt: skip
+    assert "Nuclei_AreaShape_Area" not in exported and exported.columns[4] == "CellCNN_DNA_0000"
+    assert exported.shape == (4, 4 + 3840)
+    for field_id, row in (("F0", 0), ("F2", 2)):
+        stack = images.from_uint16(images.to_uint16(stacks[ids.index(field_id)]))
+        group = exported[exported["Metadata_Field"] == field_id]
+        centres = group[["Nuclei_Location_Center_Y", "Nuclei_Location_Center_X"]].to_numpy()
+        per_cell = group.iloc[:, 4:].to_numpy()
+        assert np.allclose(per_cell, embedder(_crops(stack, centres, 32)), atol=1e-4)
+        assert np.allclose(table.iloc[row, 3 : 3 + 3840], per_cell.mean(axis=0), atol=1e-4)
 
 
 def test_fields_of_any_size_are_pooled_to_the_same_length(embedder):
@@ -140,7 +175,7 @@ def test_missing_torchvision_weights_name_the_file_to_fetch(tmp_path):
 def test_mean_intensity_baseline(tmp_path):
     stack = np.stack([np.full((4, 4), v, np.float32) for v in (0.1, 0.5, 0.9)])
     ids = _plate_folder(tmp_path, [stack, stack / 2])
-    table = features.extract_plate(tmp_path, ids, ["a", "b", "c"])
+    table, _ = features.extract_plate(tmp_path, ids, ["a", "b", "c"])
     assert list(table.columns) == ["Intensity_a_Mean", "Intensity_b_Mean", "Intensity_c_Mean"]
     assert np.allclose(table.to_numpy(), [[0.1, 0.5, 0.9], [0.05, 0.25, 0.45]], atol=1e-4)
 

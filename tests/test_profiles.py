@@ -58,6 +58,25 @@ def test_a_feature_constant_in_controls_cannot_dominate():
     assert np.isfinite(treated["CNN_b"]).all() and treated["CNN_b"].abs().max() < 10
 
 
+def test_plate_zscore_divides_each_plate_by_its_own_control_std(caplog):
+    """Plate P2 twice as spread as P1, in its controls and in its treatment effect: the per-plate
+    recipe puts both plates' treated wells at the same place, the pooled std does not; the feature
+    constant in controls falls back to the pooled, floored std, and the log says so."""
+    wells = _wells()
+    on_p2 = wells[md.PLATE] == "P2"
+    wells.loc[on_p2, "CNN_a"] = 5.0 + 2 * (wells.loc[on_p2, "CNN_a"] - 5.0)
+    with caplog.at_level("INFO", logger="morphoprof.profiles"):
+        per_plate = profiles.normalize(wells, "DMSO", "plate_zscore")
+    pooled = profiles.normalize(wells, "DMSO", "zscore")
+    treated = per_plate[md.COMPOUND] != "DMSO"
+    assert np.allclose(per_plate.loc[treated, "CNN_a"], 3.0 / np.sqrt(0.5), rtol=1e-5)
+    assert pooled.loc[treated & on_p2, "CNN_a"].iloc[0] == pytest.approx(
+        2 * pooled.loc[treated & ~on_p2, "CNN_a"].iloc[0]
+    )
+    assert np.allclose(per_plate["CNN_b"], pooled["CNN_b"])  # constant in controls: pooled and floored
+    assert "own control std for 4 of 6 plate-features" in caplog.text and "floored std for 2 constant" in caplog.text
+
+
 def test_missing_controls_on_a_plate_is_an_error():
     wells = _wells()
     wells = wells[~((wells[md.PLATE] == "P2") & (wells[md.COMPOUND] == "DMSO"))]

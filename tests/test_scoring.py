@@ -158,8 +158,9 @@ def test_map_agrees_with_copairs_run_directly():
         progress_bar=False,
     )
     direct = mean_average_precision(ap, sameby=[md.MOA], null_size=100, threshold=0.05, seed=0, progress_bar=False)
-    for moa, value in zip(direct[md.MOA], direct["mean_average_precision"]):
+    for moa, value, p_value in zip(direct[md.MOA], direct["mean_average_precision"], direct["p_value"]):
         assert summary["map_per_moa"][moa] == pytest.approx(value)
+        assert summary["map_significance"][moa]["p_value"] == pytest.approx(p_value, abs=0.05)  # nulls: 10,000, 100
     assert 0 < summary["map"] < 1
 
 
@@ -222,3 +223,57 @@ def test_the_normalization_plot_leaves_out_null_scores(tmp_path):
     )
     plots.scores_by_method(table, tmp_path / "scores.png")
     assert (tmp_path / "scores.png").stat().st_size > 5000
+
+
+def _two_family_screen(seed=0, narrow=12, wide=240):
+    """Six MOAs, three compounds each at two concentrations, in two batches, measured by two
+    families: the narrow ``A`` tells the first three MOAs apart (the others share one profile in
+    it), the wide ``B``, 20 times wider, the last three; as whole-field and single-cell features
+    each see some phenotypes."""
+    rng = np.random.default_rng(seed)
+    shared_a, shared_b = rng.normal(size=narrow), rng.normal(size=wide)
+    rows = []
+    for m in range(6):
+        a_centre = rng.normal(size=narrow) if m < 3 else shared_a
+        b_centre = rng.normal(size=wide) if m >= 3 else shared_b
+        for c in range(3):
+            for concentration in (1.0, 3.0):
+                a = a_centre + rng.normal(scale=0.8, size=narrow)
+                b = b_centre + rng.normal(scale=1.5, size=wide)
+                rows.append([f"c{m}{c}", concentration, f"M{m}", f"B{c % 2}", *a, *b])
+    columns = [f"A_{i}" for i in range(narrow)] + [f"B_{i}" for i in range(wide)]
+    return pd.DataFrame(rows, columns=[md.COMPOUND, md.CONCENTRATION, md.MOA, md.BATCH, *columns]), columns
+
+
+def test_combined_families_weigh_the_same_and_score_at_least_as_well_as_each():
+    table, columns = _two_family_screen()
+    scores = {}
+    for name, wanted in (("A", columns[:12]), ("B", columns[12:]), ("A+B", columns)):
+        summary, _ = scoring.score(table, wanted)
+        scores[name] = (summary["nsc"], summary["map"])
+    as_one_family = table.rename(columns={c: f"X_{c}" for c in columns})  # concatenated as they are
+    summary, _ = scoring.score(as_one_family, [f"X_{c}" for c in columns])
+    unbalanced = (summary["nsc"], summary["map"])
+    print(f"\nNSC, mAP: A {scores['A']}, B {scores['B']}, balanced {scores['A+B']}, as one family {unbalanced}")
+    for k in range(2):
+        assert scores["A+B"][k] >= max(scores["A"][k], scores["B"][k])
+        assert scores["A+B"][k] > unbalanced[k]  # the wide family alone would decide
+    balanced = scoring.profile_matrix(table, columns)
+    assert balanced[:, :12].var(axis=0).sum() == pytest.approx(1.0)
+    assert balanced[:, 12:].var(axis=0).sum() == pytest.approx(1.0)
+
+
+def test_phenotypic_activity_tells_active_treatments_from_inert_ones():
+    """Four replicate wells of each treatment among twelve control wells: the two that move away from
+    the controls (each its own way) are active, the two drawn like controls are not."""
+    rng = np.random.default_rng(0)
+    shifts = {"active1": rng.normal(size=16) * 3, "active2": rng.normal(size=16) * 3, "inert1": 0, "inert2": 0}
+    rows = [["DMSO", 0.0, *rng.normal(size=16)] for _ in range(12)]
+    rows += [[name, 1.0, *(shift + rng.normal(size=16))] for name, shift in shifts.items() for _ in range(4)]
+    wells = pd.DataFrame(rows, columns=[md.COMPOUND, md.CONCENTRATION, *[f"CNN_{i}" for i in range(16)]])
+    activity = scoring.phenotypic_activity(wells, "DMSO", [f"CNN_{i}" for i in range(16)]).set_index(md.COMPOUND)
+    assert sorted(activity.index) == ["active1", "active2", "inert1", "inert2"]
+    assert activity.loc[["active1", "active2"], "significant"].all()
+    assert not activity.loc[["inert1", "inert2"], "significant"].any()
+    assert (activity.loc[["active1", "active2"], "mean_average_precision"] == 1.0).all()
+    assert (activity["corrected_p_value"] >= activity["p_value"]).all()

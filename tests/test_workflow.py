@@ -1,6 +1,8 @@
 """The workflow end to end through Snakemake, on the embedded simulated screen."""
 
+import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -67,7 +69,8 @@ def test_contract_outputs(default_run):
 
 def test_every_normalization_is_scored(default_run):
     table = pd.read_csv(default_run / "results/scores/normalizations.csv")
-    assert sorted(table["normalization"].unique()) == ["robust_zscore", "sphering", "tvn", "zscore"]
+    assert sorted(table["normalization"].unique()) == ["plate_zscore", "robust_zscore", "sphering", "tvn", "zscore"]
+    assert table["same_batch_neighbours"].between(0, 1).all() and table["same_batch_chance"].between(0, 1).all()
     assert sorted(table["family"].unique()) == ["CNN", "CNN+CellCNN", "CellCNN", "Intensity"]
     assert table[["nsc", "nscb", "map"]].apply(lambda c: c.between(0, 1)).all().all()
     both = table[table["family"] == "CNN+CellCNN"].set_index("normalization")
@@ -175,10 +178,11 @@ def test_masks_are_cellposes_own(default_run):
     model = segmentation.load_model(str(default_run / "results/models/cellpose_nuclei.pth"))
     folder = default_run / "results/corrected/SIM02"
     field_ids = list(pd.read_parquet(default_run / "results/segmentation/SIM02.parquet")["Metadata_Field"])
-    bounds = segmentation.intensity_bounds(folder, field_ids, 1, 99)
+    settings = {**DEFAULT_CONFIG["segmentation"]}
+    bounds = segmentation.intensity_bounds(folder, field_ids, settings["low_percentile"], settings["high_percentile"])
+    diameter = segmentation.plate_diameter(model, folder, field_ids, bounds[0], settings)
     shown = field_ids[:6]
     nuclei = np.stack([images.read_corrected(folder, f)[0] for f in shown])
-    diameter = float(model.diam_labels)
     tile = min(int(np.ceil(max(nuclei.shape[-2:]) * model.diam_mean / diameter / 16) * 16) + 16, 512)
     reference, _, _ = model.eval(
         nuclei,
@@ -188,12 +192,47 @@ def test_masks_are_cellposes_own(default_run):
         batch_size=8,
         bsize=tile,
         normalize={"normalize": True, "norm3D": False, "lowhigh": np.asarray(bounds[0])},
-        flow_threshold=DEFAULT_CONFIG["segmentation"]["flow_threshold"],
-        cellprob_threshold=DEFAULT_CONFIG["segmentation"]["cellprob_threshold"],
+        flow_threshold=settings["flow_threshold"],
+        cellprob_threshold=settings["cellprob_threshold"],
     )
     for field_id, expected in zip(shown, reference):
         written = tifffile.imread(default_run / "results/masks/SIM02" / f"{field_id}_nuclei.tif")
         assert written.max() > 0 and np.array_equal(written, expected), field_id
+
+
+@pytest.mark.parametrize("radius", [3.5, 20.0])
+def test_nuclear_diameter_is_estimated(default_run, radius):
+    """Nuclei half and 2.8 times the size the default model learnt (radius 7): the estimate from the
+    model's own first pass lands within 10 % of the true median diameter, and segmenting at it
+    scores AP@0.5 above 0.95 and no lower than at the model's diameter. The plate jobs log theirs."""
+    from morphoprof import images, simulate
+
+    params = simulate.ScreenParams(
+        plates=1,
+        batches=1,
+        sites=2,
+        moas=1,
+        blank_fraction=0,
+        debris_fraction=0,
+        seed=3,
+        nucleus_radius=radius,
+        cells_per_field=min(60, 0.8 * simulate.max_cells_per_field(radius)),
+        noise=2.5,
+    )
+    simulated = itertools.islice(simulate.simulate_plate(params, "SIM01"), 6)
+    fields = [(raw[0].astype(np.float32), labels) for _, raw, labels in simulated]
+    nuclear, truth = [plane for plane, _ in fields], [labels for _, labels in fields]
+    bounds = images.plate_bounds(([plane] for plane in nuclear), 1, 99)[0]
+    model = segmentation.load_model(str(default_run / "results/models/cellpose_nuclei.pth"))
+    estimate = segmentation.estimate_diameter(model, nuclear, bounds)
+    assert estimate == pytest.approx(segmentation.median_diameter(truth), rel=0.1)
+    at_estimate, at_own = (
+        measurement.average_precision(truth, segmentation.segment(model, nuclear, d, lowhigh=bounds))
+        for d in (estimate, None)
+    )
+    print(f"\nradius {radius}: diameter {estimate:.1f} px, AP@0.5 {at_estimate:.3f} (model's own: {at_own:.3f})")
+    assert at_estimate > 0.95 and at_estimate >= at_own
+    assert "nuclear diameter" in (default_run / "logs/segment_plate/SIM01.log").read_text()
 
 
 def test_segmentation_of_the_real_dsb2018_image(default_run, shared_data):
@@ -243,8 +282,6 @@ def test_lint_is_clean():
 
 def test_readme_pycytominer_snippet_runs(default_run):
     """The README's pycytominer and copairs block, run as it is on the default run's profiles."""
-    import re
-
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("### With pycytominer and copairs") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
@@ -254,6 +291,27 @@ def test_readme_pycytominer_snippet_runs(default_run):
         r"(\d+) of (\d+) CNN features kept; well-level mAP by MOA ([\d.]+)", result.stdout
     ).groups()
     assert 0 < int(kept) <= int(total) and 0.0 < float(well_map) <= 1.0
+
+
+def test_cells_are_exported_when_asked_later(default_run, tmp_path):
+    """Turning features.export_cells on after a run reruns only the asked plate's features, and
+    writes one row per nucleus of its per-cell table, whose field means are the field profiles'."""
+    shutil.copytree(default_run / "results", tmp_path / "results")
+    workdir = _workdir(tmp_path, features={**DEFAULT_CONFIG["features"], "export_cells": True})
+    result = _snakemake(workdir, "--cores", "2", "results/cells/SIM01_embeddings.parquet")
+    assert re.search(r"^extract_features\s+1$", result.stdout + result.stderr, re.M), result.stderr[-3000:]
+    exported = pd.read_parquet(workdir / "results/cells/SIM01_embeddings.parquet")
+    cells = pd.read_parquet(default_run / "results/cells/SIM01.parquet")
+    key = ["Metadata_Field", "Metadata_ObjectNumber"]
+    assert sorted(map(tuple, exported[key].values)) == sorted(map(tuple, cells[key].values))
+    embedding = [c for c in exported.columns if c.startswith("CellCNN_")]
+    assert len(embedding) == 3 * 1280 and embedding[0] == "CellCNN_DNA_0000"
+    profiles = pd.read_parquet(default_run / "results/features/SIM01.parquet").set_index("Metadata_Field")
+    means = exported.groupby("Metadata_Field")[embedding].mean()
+    mean_columns = [c.replace("CellCNN_DNA_", "CellCNN_DNA_Mean_") for c in embedding[:1280]]
+    assert np.allclose(means[embedding[:1280]], profiles.loc[means.index, mean_columns], atol=1e-4)
+    size = (workdir / "results/cells/SIM01_embeddings.parquet").stat().st_size
+    print(f"\nexported: {size / len(profiles) / 1e6:.2f} MB per field, {size / len(exported) / 1e3:.1f} kB per cell")
 
 
 def test_preview_segments_a_few_fields_in_seconds(default_run):

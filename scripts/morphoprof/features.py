@@ -279,20 +279,48 @@ def _median(values: torch.Tensor) -> torch.Tensor:
     return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
 
 
+def cell_centres(cells: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each field's nucleus centres (y, x), in the per-cell table's order: the cells embedded."""
+    from .metadata import FIELD, NUCLEUS_CENTRE
+
+    return {field_id: group[NUCLEUS_CENTRE].to_numpy() for field_id, group in cells.groupby(FIELD, sort=False)}
+
+
+def cell_embedding_table(
+    cells: pd.DataFrame, field_ids: list[str], embeddings: np.ndarray, channels: list[str]
+) -> pd.DataFrame:
+    """One row per nucleus: its ``Metadata_`` columns and centre from the per-cell table, and its
+    embedding (``CellCNN_<channel>_0000``...), the rows in the order ``extract_plate`` embeds them:
+    field by field as in ``field_ids``, each field's cells as in the table."""
+    from .metadata import FIELD
+
+    position = cells[FIELD].map({f: k for k, f in enumerate(field_ids)})
+    ordered = cells[position.notna()].iloc[np.argsort(position.dropna().to_numpy(), kind="stable")]
+    if len(ordered) != len(embeddings):
+        raise ValueError(f"{len(embeddings)} cell embeddings for {len(ordered)} cells of {len(field_ids)} fields")
+    kept = [c for c in ordered.columns if c.startswith(("Metadata_", "Nuclei_Location_"))]
+    dim = embeddings.shape[1] // len(channels)
+    columns = cnn_feature_names(channels, dim, CELL_FAMILY)
+    return pd.concat([ordered[kept].reset_index(drop=True), pd.DataFrame(embeddings, columns=columns)], axis=1)
+
+
 @dataclass
 class CellSettings:
     """How single cells are embedded: crops of ``crop_size`` px around each nucleus centre (y, x per
-    field id), ``batch_size`` crops per forward pass (0: the device's default), gathered from all
-    fields of a batch, summarized per field by ``stats`` (mean, median)."""
+    field id, as ``cell_centres`` gives them), ``batch_size`` crops per forward pass (0: the
+    device's default), gathered from all fields of a batch, summarized per field by ``stats``
+    (mean, median); with ``export``, each cell's embedding is returned as well."""
 
     embedder: ImageEmbedder
     centres: dict[str, np.ndarray] = field(default_factory=dict)
     crop_size: int = 48
     stats: tuple[str, ...] = ("mean", "median")
     batch_size: int = 0
+    export: bool = False
 
-    def summaries(self, field_ids: list[str], fields: torch.Tensor) -> torch.Tensor:
-        """(fields, stats * channels * width) summaries of the cells of a batch of fields on the device."""
+    def embed(self, field_ids: list[str], fields: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """(cells, channels * width) embeddings of the cells of a batch of fields on the device, in
+        field order, with each field's cell count."""
         per_field = [np.asarray(self.centres.get(f, np.zeros((0, 2))), np.float64).reshape(-1, 2) for f in field_ids]
         counts = [len(c) for c in per_field]
         device = fields.device
@@ -308,7 +336,7 @@ class CellSettings:
             embedded = torch.cat([self.embedder.embed(chunk) for chunk in torch.split(crops, step)])
         else:
             embedded = fields.new_zeros((0, fields.shape[1] * self.embedder.width))
-        return summarize_cells(embedded, counts, self.stats)
+        return embedded, counts
 
 
 def extract_plate(
@@ -320,10 +348,12 @@ def extract_plate(
     batch_size: int = 8,
     workers: int = 2,
     progress=None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Features of a plate's corrected field stacks, one row per field: the mean-intensity
     baseline, whole-field CNN embeddings (``CNN_*``) when ``image_embedder`` is given, and
-    single-cell embeddings summarized per field (``CellCNN_*``) when ``cells`` is given.
+    single-cell embeddings summarized per field (``CellCNN_*``) when ``cells`` is given. Second,
+    with ``cells.export``, every cell's embedding, one row per cell (``cell_embedding_table``
+    names them); else None.
 
     ``workers`` threads read ``batch_size`` fields at a time ahead of the network; each batch
     goes to the device once, and results come back once, when the plate is done."""
@@ -336,7 +366,7 @@ def extract_plate(
     def allocate(shape):
         return torch.empty(shape, dtype=torch.uint16, pin_memory=pinned)
 
-    baseline, whole, single = [], [], []
+    baseline, whole, single, per_cell = [], [], [], []
     with torch.inference_mode():
         for ids, batch in images.corrected_batches(folder, field_ids, batch_size, workers, allocate):
             stacks = batch.to(device, non_blocking=True).to(torch.float32).div_(images.UINT16_MAX)
@@ -344,7 +374,10 @@ def extract_plate(
             if image_embedder is not None:
                 whole.append(image_embedder.embed(stacks))
             if cells is not None:
-                single.append(cells.summaries(ids, stacks))
+                embedded, counts = cells.embed(ids, stacks)
+                single.append(summarize_cells(embedded, counts, cells.stats))
+                if cells.export:
+                    per_cell.append(embedded)
             if progress is not None:
                 progress.update(len(ids))
     means = torch.cat(baseline).cpu().numpy().astype(np.float64)
@@ -356,7 +389,8 @@ def extract_plate(
         summary = torch.cat(single).cpu().numpy()
         dim = summary.shape[1] // (len(channels) * len(cells.stats))
         parts.append(pd.DataFrame(summary, columns=cell_feature_names(channels, dim, cells.stats)))
-    return pd.concat(parts, axis=1)
+    exported = torch.cat(per_cell).cpu().numpy() if per_cell else None
+    return pd.concat(parts, axis=1), exported
 
 
 def intensity_feature_names(channels: list[str]) -> list[str]:
@@ -364,8 +398,9 @@ def intensity_feature_names(channels: list[str]) -> list[str]:
     return [f"Intensity_{ch}_Mean" for ch in channels]
 
 
-def cnn_feature_names(channels: list[str], dim: int) -> list[str]:
-    return [f"{FIELD_FAMILY}_{ch}_{k:04d}" for ch in channels for k in range(dim)]
+def cnn_feature_names(channels: list[str], dim: int, family: str = FIELD_FAMILY) -> list[str]:
+    """Embedding columns, ``<family>_<channel>_0000``...: whole fields', or single cells' one by one."""
+    return [f"{family}_{ch}_{k:04d}" for ch in channels for k in range(dim)]
 
 
 def cell_feature_names(channels: list[str], dim: int, stats) -> list[str]:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-NUCLEUS_NUMBER, CELL_NUMBER = "Metadata_ObjectNumber", "Metadata_Cells_ObjectNumber"
-NUCLEUS_CENTRE = ["Nuclei_Location_Center_Y", "Nuclei_Location_Center_X"]  # (row, column) pixels
+from .metadata import CELL_NUMBER, NUCLEUS_CENTRE, NUCLEUS_NUMBER
 
 
 def measure_objects(

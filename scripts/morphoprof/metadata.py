@@ -16,6 +16,9 @@ import pandas as pd
 PLATE, WELL, SITE, BATCH = "Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_Batch"
 COMPOUND, CONCENTRATION, MOA = "Metadata_Compound", "Metadata_Concentration", "Metadata_MOA"
 FIELD = "Metadata_Field"
+# The per-cell table's object columns, named as CellProfiler names them.
+NUCLEUS_NUMBER, CELL_NUMBER = "Metadata_ObjectNumber", "Metadata_Cells_ObjectNumber"
+NUCLEUS_CENTRE = ["Nuclei_Location_Center_Y", "Nuclei_Location_Center_X"]  # (row, column) pixels
 TREATMENT_KEYS = [COMPOUND, CONCENTRATION]
 GENERIC_COLUMNS = ["plate", "well", "site", "compound", "concentration"]
 
@@ -27,6 +30,20 @@ BBBC021_CHANNELS = ("DAPI", "Tubulin", "Actin")
 
 class InputError(ValueError):
     """A problem with the user's tables or images, stated in terms of their files."""
+
+
+def evenly_spread(length: int, count: int) -> np.ndarray:
+    """Positions of up to ``count`` of ``length`` items, first and last included and evenly between:
+    the fields a plate is sampled by, wherever a few must stand for all.
+
+    Examples
+    --------
+    >>> evenly_spread(10, 4).tolist()
+    [0, 3, 6, 9]
+    >>> evenly_spread(3, 8).tolist()
+    [0, 1, 2]
+    """
+    return np.unique(np.linspace(0, length - 1, count).round().astype(int))
 
 
 def path_column(channel: str) -> str:

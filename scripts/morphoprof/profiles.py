@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA, PLATE, WELL, InputError
+
+log = logging.getLogger(__name__)
 
 WELL_KEYS = [PLATE, WELL]
 OBJECT_COUNT, SITE_COUNT = "Metadata_Object_Count", "Metadata_Site_Count"  # as pycytominer's aggregate names them
@@ -53,7 +57,7 @@ def feature_family(column: str) -> str:
     return column.split("_", 1)[0]
 
 
-NORMALIZATIONS = ("zscore", "robust_zscore", "sphering", "tvn")
+NORMALIZATIONS = ("zscore", "robust_zscore", "plate_zscore", "sphering", "tvn")
 AGGREGATES = ("mean", "median")
 MAD_TO_STD = 1.4826
 
@@ -73,8 +77,11 @@ def _floored(scale: np.ndarray, features: list[str], quantile: float) -> np.ndar
     return scale
 
 
-def _centre_on_plate_controls(wells: pd.DataFrame, control: str, robust: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Features minus each plate's control mean (median if robust), and the pooled control spread.
+def _centre_on_plate_controls(
+    wells: pd.DataFrame, control: str, robust: bool
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Features minus each plate's control mean (median if robust), the pooled control spread, and
+    each plate's own.
 
     The spread is the root mean over plates of the within-plate control variance (MAD^2 if
     robust): a handful of control wells per plate estimates it too noisily alone.
@@ -94,7 +101,28 @@ def _centre_on_plate_controls(wells: pd.DataFrame, control: str, robust: bool) -
         values[on_plate] -= centre
         controls = controls - centre
         spreads.append((MAD_TO_STD * np.median(np.abs(controls), axis=0)) ** 2 if robust else controls.var(axis=0))
-    return values, np.sqrt(np.mean(spreads, axis=0))
+    per_plate = {plate: np.sqrt(spread) for plate, spread in zip(np.unique(plates), spreads)}
+    return values, np.sqrt(np.mean(spreads, axis=0)), per_plate
+
+
+def _divide_by_plate_spread(
+    values: np.ndarray, plates: np.ndarray, per_plate: dict[str, np.ndarray], fallback: np.ndarray
+) -> None:
+    """Each plate's wells divided by that plate's control std, in place, where it is positive; by
+    ``fallback`` (the pooled, floored std) for the features constant in a plate's controls, which
+    CNN embeddings often are. How many fell back is logged."""
+    fell_back = 0
+    for plate, spread in per_plate.items():
+        silent = spread <= 0
+        fell_back += int(silent.sum())
+        values[plates == plate] /= np.where(silent, fallback, spread)
+    log.info(
+        "plate_zscore: each plate's own control std for %d of %d plate-features; the pooled, floored std for "
+        "%d constant in their plate's controls",
+        values.shape[1] * len(per_plate) - fell_back,
+        values.shape[1] * len(per_plate),
+        fell_back,
+    )
 
 
 def _covariance_power(samples: np.ndarray, power: float, ridge: float):
@@ -139,6 +167,9 @@ def normalize(
     - ``zscore``: centre each plate on its control mean, divide by the pooled control std,
       floored at the ``std_floor_quantile`` quantile of the feature family's control stds.
     - ``robust_zscore``: the same with the control median and MAD.
+    - ``plate_zscore``: each plate centred on its control mean and divided by its own control
+      std, without pooling or floor (Ljosa et al. 2013's per-plate standardization, as in the
+      cytominer gallery); features constant in a plate's controls take the pooled, floored std.
     - ``sphering``: z-score, then ZCA whitening fitted on all control wells, with ``ridge``
       added to the control covariance.
     - ``tvn``: sphering, then CORAL: each batch's control covariance is aligned to that of
@@ -175,8 +206,12 @@ def normalize(
     if method not in NORMALIZATIONS:
         raise ValueError(f"config profiles.normalization: unknown method {method!r}; choose one of {NORMALIZATIONS}")
     features = feature_columns(wells)
-    values, spread = _centre_on_plate_controls(wells, control, robust=method == "robust_zscore")
-    values /= _floored(spread, features, std_floor_quantile)
+    values, spread, per_plate = _centre_on_plate_controls(wells, control, robust=method == "robust_zscore")
+    pooled = _floored(spread, features, std_floor_quantile)
+    if method == "plate_zscore":
+        _divide_by_plate_spread(values, wells[PLATE].to_numpy(), per_plate, pooled)
+    else:
+        values /= pooled
     is_control = (wells[COMPOUND] == control).to_numpy()
     families = np.array([feature_family(f) for f in features])
     for family in np.unique(families):  # whitening mixes features: keep families apart

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metadata import FIELD, PLATE, InputError
+from .metadata import FIELD, PLATE, InputError, evenly_spread
 
 FOCUS_SCALES = (1.5, 4.0)  # pixels: the fine and coarse Laplacian-of-Gaussian scales of the focus score
 
@@ -99,7 +99,7 @@ def overlay_fields(flagged: pd.DataFrame, count: int) -> pd.DataFrame:
     """``count`` fields spanning a plate's range of nuclei counts, fewest, most and evenly between:
     the fields whose mask outlines are shown."""
     ranked = flagged.sort_values(["Nuclei_Count", FIELD]).reset_index(drop=True)
-    return ranked.iloc[np.unique(np.linspace(0, len(ranked) - 1, count).round().astype(int))]
+    return ranked.iloc[evenly_spread(len(ranked), count)]
 
 
 def flag_cell_counts(counts: pd.DataFrame, min_cells: int = 1, max_cells_factor: float = 4.0) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """MOA scoring as in the BBBC021 protocol: nearest neighbours over treatment profiles.
 
 NSC excludes the query's own compound from the neighbours; NSCB also excludes the
-query's batch. Ties in similarity go to the first treatment in table order.
+query's batch. Ties in similarity go to the first treatment in table order. Feature families
+scored together weigh the same (``profile_matrix``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA
 
 METRICS = ("cosine", "pearson")
 KS = (1, 3, 5)
+NULL_SIZE = 10000  # copairs' null distribution of AP, per number of positives
+SIGNIFICANCE = 0.05  # corrected p-value below which an mAP is significant
 
 
 def cosine_similarity(x: np.ndarray) -> np.ndarray:
@@ -28,6 +31,31 @@ def similarity(x: np.ndarray, metric: str = "cosine") -> np.ndarray:
     return cosine_similarity(x - x.mean(axis=1, keepdims=True) if metric == "pearson" else x)
 
 
+def profile_matrix(profiles: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """The profiles' features as compared: each feature family (``CNN``, ``CellCNN``, ...) scaled to
+    unit total variance over the profiles, so that families weigh the same in a distance whatever
+    their widths and scales. One family alone is only scaled, which leaves cosine neighbours as
+    they are.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> wide = pd.DataFrame({"A_1": [1.0, -1.0], "B_1": [10.0, -10.0], "B_2": [10.0, -10.0]})
+    >>> profile_matrix(wide, ["A_1", "B_1", "B_2"]).var(axis=0).round(2).tolist()
+    [1.0, 0.5, 0.5]
+    """
+    from .profiles import feature_family
+
+    values = profiles[features].to_numpy(np.float64, copy=True)
+    families = np.array([feature_family(f) for f in features])
+    for family in np.unique(families):
+        block = families == family
+        total = values[:, block].var(axis=0).sum()
+        if total > 0:
+            values[:, block] /= np.sqrt(total)
+    return values
+
+
 def umap_coordinates(x: np.ndarray, seed: int = 0) -> np.ndarray:
     """Profiles placed in 2-D by UMAP on cosine distances, seeded: the same profiles give the same plot."""
     import umap
@@ -36,7 +64,7 @@ def umap_coordinates(x: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def _admissible_similarity(profiles: pd.DataFrame, features: list[str], exclude_batch: bool, metric: str):
-    sim = similarity(profiles[features].to_numpy(np.float64), metric)
+    sim = similarity(profile_matrix(profiles, features), metric)
     compounds = profiles[COMPOUND].to_numpy()
     blocked = compounds[:, None] == compounds[None, :]
     if exclude_batch:
@@ -100,6 +128,33 @@ def nearest_neighbours(
     )
 
 
+def batch_neighbours(profiles: pd.DataFrame, features: list[str]) -> dict[str, float | None]:
+    """The batch structure left in the profiles: the fraction of treatments whose NSC neighbour
+    (the nearest treatment of another compound) sits in their own batch, beside its chance level,
+    the mean fraction of each query's candidates in its batch. Well above chance, same-batch
+    neighbours look alike for reasons other than their MOA (NSC above NSCB says the same).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> treatments = pd.DataFrame({
+    ...     "Metadata_Compound": ["a", "b", "c", "d"], "Metadata_Batch": ["W1", "W1", "W2", "W2"],
+    ...     "CNN_x": [1.0, 0.9, 0.0, 0.1], "CNN_y": [0.0, 0.1, 1.0, 0.9]})
+    >>> batch_neighbours(treatments, ["CNN_x", "CNN_y"])
+    {'same_batch': 1.0, 'chance': 0.333}
+    """
+    sim = _admissible_similarity(profiles, features, exclude_batch=False, metric="cosine")
+    admissible = np.isfinite(sim)
+    queried = admissible.any(axis=1)
+    if not queried.any():
+        return {"same_batch": None, "chance": None}
+    batches = profiles[BATCH].to_numpy()
+    same = batches[:, None] == batches[None, :]
+    neighbour_in_batch = same[np.arange(len(sim)), np.argmax(sim, axis=1)][queried]
+    chance = (same & admissible).sum(axis=1)[queried] / admissible.sum(axis=1)[queried]
+    return {"same_batch": round(float(neighbour_in_batch.mean()), 3), "chance": round(float(chance.mean()), 3)}
+
+
 def knn_predictions(
     profiles: pd.DataFrame, features: list[str], k: int, exclude_batch: bool, metric: str = "cosine"
 ) -> pd.Series:
@@ -157,13 +212,64 @@ def average_precision(profiles: pd.DataFrame, features: list[str]) -> pd.DataFra
     meta = profiles[[COMPOUND, CONCENTRATION, MOA]].reset_index(drop=True)
     return copairs_ap(
         meta,
-        profiles[features].to_numpy(np.float64),
+        profile_matrix(profiles, features),
         pos_sameby=[MOA],
         pos_diffby=[COMPOUND],
         neg_sameby=[],
         neg_diffby=[MOA],
         progress_bar=False,
     )
+
+
+def significance(ap: pd.DataFrame, sameby: list[str]) -> pd.DataFrame:
+    """copairs' mean average precision per group of queries, with its p-value against a null of
+    random rankings (NULL_SIZE draws, seeded) and the p-value corrected over groups
+    (Benjamini-Hochberg); ``significant`` where that falls below SIGNIFICANCE."""
+    from copairs.map import mean_average_precision
+
+    result = mean_average_precision(
+        ap, sameby=sameby, null_size=NULL_SIZE, threshold=SIGNIFICANCE, seed=0, progress_bar=False
+    )
+    columns = [*sameby, "mean_average_precision", "p_value", "corrected_p_value"]
+    return result[columns].assign(significant=result["below_corrected_p"].astype(bool))
+
+
+def phenotypic_activity(wells: pd.DataFrame, control: str, features: list[str]) -> pd.DataFrame:
+    """Whether each treatment's profile stands out from the controls: its replicate wells retrieved
+    against the control wells (copairs' phenotypic activity), one row per treatment with its mAP,
+    p-values and ``significant`` (active).
+
+    Parameters
+    ----------
+    wells : pandas.DataFrame
+        Normalized well profiles, control wells included.
+    control : str
+        The control compound.
+    features : list of str
+        The feature columns compared (cosine; families balanced as in :func:`profile_matrix`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``Metadata_Compound``, ``Metadata_Concentration``, ``mean_average_precision``,
+        ``p_value``, ``corrected_p_value`` and ``significant``; treatments with one well, which
+        have no replicate to retrieve, are left out.
+    """
+    from copairs.map import average_precision as copairs_ap
+
+    meta = wells[[COMPOUND, CONCENTRATION]].reset_index(drop=True)
+    meta = meta.assign(is_control=meta[COMPOUND].eq(control).to_numpy())
+    ap = copairs_ap(
+        meta,
+        profile_matrix(wells, features),
+        pos_sameby=[COMPOUND, CONCENTRATION],
+        pos_diffby=[],
+        neg_sameby=[],
+        neg_diffby=["is_control"],
+        progress_bar=False,
+    )
+    treated = ap[~ap["is_control"] & (ap["n_pos_pairs"] > 0)]
+    return significance(treated, [COMPOUND, CONCENTRATION]).reset_index(drop=True)
 
 
 def undefined_scores(profiles: pd.DataFrame) -> dict[str, str]:
@@ -194,9 +300,9 @@ def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFra
     -------
     summary : dict
         ``nsc``, ``nscb`` (1-NN accuracy, not same compound, and not same compound or batch),
-        ``nscb_common``, ``map`` (copairs mean average precision by MOA), per-MOA scores and
-        counts. Scores the screen cannot give (:func:`undefined_scores`) are None, with their
-        reasons under ``undefined``.
+        ``nscb_common``, ``map`` (copairs mean average precision by MOA), per-MOA scores,
+        counts, and the batch structure left (:func:`batch_neighbours`). Scores the screen
+        cannot give (:func:`undefined_scores`) are None, with their reasons under ``undefined``.
     table : pandas.DataFrame
         Per treatment: its neighbours and predicted MOAs, and its average precision.
     """
@@ -210,6 +316,7 @@ def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFra
     dropped = single_batch_moas(profiles)
     common = profiles[~profiles[MOA].isin(dropped)].reset_index(drop=True)
     ap = average_precision(profiles, features) if "map" not in undefined else None
+    moa_significance = significance(ap, [MOA]).set_index(MOA) if ap is not None else None
     summary = {
         "nsc": unless("nsc", accuracy(nsc)),
         "nscb": unless("nscb", accuracy(nscb)),
@@ -233,8 +340,16 @@ def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFra
         "map_per_moa": {m: float(v) for m, v in ap.groupby(MOA)["average_precision"].mean().items()}
         if ap is not None
         else {},
+        "map_significant_moas": unless(
+            "map", float(moa_significance["significant"].mean()) if moa_significance is not None else None
+        ),
+        "map_significance": {
+            moa: {"p_value": float(row["p_value"]), "corrected_p_value": float(row["corrected_p_value"])}
+            for moa, row in (moa_significance.iterrows() if moa_significance is not None else [])
+        },
         "per_moa_nsc": per_moa_accuracy(nsc) if "nsc" not in undefined else {},
         "per_moa_nscb": per_moa_accuracy(nscb) if "nscb" not in undefined else {},
+        "batch_neighbours": batch_neighbours(profiles, features),
         "undefined": undefined,
     }
     for k in KS:
@@ -262,10 +377,17 @@ HEADLINE = ("nsc", "nscb", "nscb_common", "map", "n_features")
 
 
 def evaluate(
-    treatments: pd.DataFrame, family: str, baselines: list[str] = (), levels: dict[str, str] | None = None
+    treatments: pd.DataFrame,
+    family: str,
+    baselines: list[str] = (),
+    levels: dict[str, str] | None = None,
+    wells: pd.DataFrame | None = None,
+    control: str = "DMSO",
 ) -> tuple[dict, pd.DataFrame]:
     """Scores of one feature family (or '+'-joined families), with the headline scores of
-    baseline families and of each profile level (``{"field": "CNN", ...}``) beside them."""
+    baseline families and of each profile level (``{"field": "CNN", ...}``) beside them; given
+    the normalized wells, each treatment's phenotypic activity against the ``control`` wells too
+    (``activity`` in the summary, its columns in the table)."""
     from .profiles import feature_columns
 
     columns = feature_columns(treatments, family)
@@ -273,6 +395,15 @@ def evaluate(
         raise ValueError(f"no {family!r} features among the profiles' columns (config features.level)")
     summary, table = score(treatments, columns)
     summary = {"feature_family": family, **summary, "baselines": {}, "levels": {}}
+    if wells is not None:
+        activity = phenotypic_activity(wells, control, columns)
+        summary["activity"] = {
+            "active_fraction": float(activity["significant"].mean()) if len(activity) else None,
+            "n_treatments": int(len(activity)),
+        }
+        renamed = {c: f"activity_{c}" for c in ("mean_average_precision", "corrected_p_value")}
+        activity = activity.rename(columns={**renamed, "significant": "active"}).drop(columns="p_value")
+        table = table.merge(activity, on=[COMPOUND, CONCENTRATION], how="left")
     for key, others in (("baselines", {b: b for b in baselines}), ("levels", levels or {})):
         for name, other in others.items():
             other_summary, _ = score(treatments, feature_columns(treatments, other))
@@ -282,7 +413,7 @@ def evaluate(
 
 def pair_distances(profiles: pd.DataFrame, features: list[str]) -> dict[str, np.ndarray]:
     """Cosine distances of treatment pairs: same compound, same MOA (other compound), other MOA."""
-    distance = 1 - similarity(profiles[features].to_numpy(np.float64))
+    distance = 1 - similarity(profile_matrix(profiles, features))
     upper = np.triu_indices(len(profiles), k=1)
     compounds, moas = profiles[COMPOUND].to_numpy(), profiles[MOA].to_numpy()
     same_compound = (compounds[:, None] == compounds[None, :])[upper]

@@ -81,6 +81,10 @@ def check_settings(config: dict) -> None:
             f"config segmentation.qc.min_cells: single-cell features (features.level: {level}) need fields with "
             "cells; set min_cells to 1 or more"
         )
+    if config["features"]["export_cells"] and not features.embeds_cells(level):
+        raise md.InputError(
+            f"config features.export_cells: cells are embedded only with features.level cell or both, not {level}"
+        )
     cells = segmentation["cells"]
     if cells["model"] and cells["channel"] not in config["channels"]:
         raise md.InputError(

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metadata import InputError
+from .metadata import InputError, evenly_spread
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,10 @@ def train(
     """Train a small Cellpose U-Net from scratch on grey images and label masks; save it."""
     import torch
     from cellpose import train as cp_train
-    from cellpose import utils
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-    diam = float(np.median([utils.diameters(m)[0] for m in masks if m.max() > 0]))
+    diam = median_diameter(masks)
     model = new_model(nbase, diam_mean=diam, device=device)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +186,15 @@ def _epochs_on_terminal():
     finally:
         trainer.removeHandler(handler)
         trainer.setLevel(level)
+
+
+def median_diameter(masks: list[np.ndarray]) -> float | None:
+    """The median of label images' median object diameters, as Cellpose measures them (the circle of
+    equal area, from the median square root of the areas); None where no image holds an object."""
+    from cellpose import utils
+
+    per_image = [utils.diameters(m)[0] for m in masks if m.max() > 0]
+    return float(np.median(per_image)) if per_image else None
 
 
 def training_pairs(folder: str | Path, channel: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -251,6 +259,7 @@ def ground_truth_pairs(
     return pictures, masks
 
 
+DIAMETER_FIELDS = 8  # fields of a plate's intensity sample segmented to estimate its nuclear diameter
 MAX_TILE = {"cpu": 512, "cuda": 2048}  # pixels per network tile: larger fields are tiled, as Cellpose tiles them
 SAMPLED_FIELDS = 32  # fields of a plate sampled for its intensity bounds
 
@@ -360,6 +369,28 @@ def segment(
     return masks_from_flows(flows, flow_threshold, cellprob_threshold)
 
 
+def estimate_diameter(
+    model,
+    nuclear: list[np.ndarray],
+    lowhigh=None,
+    batch_size: int = 8,
+    flow_threshold: float = 0.4,
+    cellprob_threshold: float = 0.0,
+) -> float | None:
+    """The nuclear diameter (px) of some same-shape fields, for nuclei that may not be the size the
+    model was trained on: the median diameter of what the model finds at its own size, measured
+    again at that estimate (Cellpose's size model refines its guess the same way); None where the
+    first pass finds no nucleus."""
+    estimate = None
+    for _ in range(2):
+        masks = segment(model, nuclear, estimate, batch_size, flow_threshold, cellprob_threshold, lowhigh)
+        found = median_diameter(masks)
+        if found is None:
+            return estimate
+        estimate = found
+    return estimate
+
+
 def segment_plate(
     folder,
     field_ids: list[str],
@@ -381,13 +412,14 @@ def segment_plate(
     fields per pass; ``workers`` processes turn finished batches' flows into masks, label TIFFs
     and per-cell measurements while the network runs the next batch. Cellpose scales
     intensities by the plate's ``low_percentile`` and ``high_percentile`` (sampled from up to ``SAMPLED_FIELDS``
-    fields), not each field's own."""
+    fields), not each field's own. A ``diameter`` of 0 is estimated for the plate (``plate_diameter``)."""
     from . import images
     from .metadata import FIELD
 
     thresholds = {k: settings[k] for k in ("flow_threshold", "cellprob_threshold")}
     cytoplasm_index = channels.index(cytoplasm) if cell_model is not None else None
     bounds = intensity_bounds(folder, field_ids, settings["low_percentile"], settings["high_percentile"])
+    diameter = settings["diameter"] or plate_diameter(nuclei_model, folder, field_ids, bounds[0], settings)
     counts, objects, pending = {}, [], deque()
 
     def collect(finished):
@@ -402,7 +434,7 @@ def segment_plate(
             nuclei = network_flows(
                 nuclei_model,
                 images.from_uint16(batch[:, 0]),
-                settings["diameter"] or None,
+                diameter,
                 settings["batch_size"],
                 bounds[0],
             )
@@ -441,12 +473,30 @@ def segment_plate(
     return table, per_cell[[FIELD, *[c for c in per_cell.columns if c != FIELD]]]
 
 
+def plate_diameter(model, folder, field_ids: list[str], lowhigh, settings: dict) -> float:
+    """The nuclear diameter a plate is segmented at when config leaves it at 0: estimated on
+    DIAMETER_FIELDS of its corrected fields, evenly spread, and logged beside the model's own,
+    which is kept where those fields hold no nucleus."""
+    from . import images
+
+    sampled = [field_ids[i] for i in evenly_spread(len(field_ids), DIAMETER_FIELDS)]
+    nuclear = [images.read_corrected(folder, f)[0] for f in sampled]
+    thresholds = {k: settings[k] for k in ("flow_threshold", "cellprob_threshold")}
+    estimate = estimate_diameter(model, nuclear, lowhigh, settings["batch_size"], **thresholds)
+    own = float(model.diam_labels)
+    if estimate is None:
+        log.warning("no nuclei in %d sampled fields: segmenting at the model's diameter, %.1f px", len(sampled), own)
+        return own
+    log.info("nuclear diameter %.1f px, estimated on %d fields (the model's own: %.1f px)", estimate, len(sampled), own)
+    return estimate
+
+
 def intensity_bounds(folder, field_ids: list[str], low: float, high: float) -> list[tuple[float, float]]:
     """Each channel's ``low`` and ``high`` percentiles over up to SAMPLED_FIELDS of a plate's
     corrected fields, evenly spread: Cellpose's intensity scaling for the whole plate."""
     from . import images
 
-    sampled = np.unique(np.linspace(0, len(field_ids) - 1, SAMPLED_FIELDS).round().astype(int))
+    sampled = evenly_spread(len(field_ids), SAMPLED_FIELDS)
     return images.plate_bounds((images.read_corrected(folder, field_ids[i]) for i in sampled), low, high)
 
 

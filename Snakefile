@@ -30,6 +30,8 @@ rule all:
         "results/plots/confusion_matrix.png",
         "results/plots/umap.png",
         "results/scores/normalizations.csv",
+        "results/scores/headline.csv",
+        "results/qc/summary.csv",
         expand("results/cells/{plate}.parquet", plate=PLATES),
         segmentation_plots(),
         illumination_plots(),

@@ -78,3 +78,21 @@ rule compare_normalizations:
         families=[*features.scored_levels(config["features"]["level"]).values(), *config["scoring"]["baselines"]],
     script:
         "../scripts/compare_normalizations.py"
+
+
+rule report_summary:
+    input:
+        scores="results/scores/moa.json",
+        manifests=expand("results/manifests/{plate}.parquet", plate=PLATES),
+        qc=expand("results/qc/{plate}.parquet", plate=PLATES),
+        segmentation_qc=expand("results/qc/segmentation/{plate}.parquet", plate=PLATES),
+    output:
+        scores=report("results/scores/headline.csv", caption="../report/headline.rst", category="Scores"),
+        qc=report("results/qc/summary.csv", caption="../report/qc_summary.rst", category="Quality control"),
+    log:
+        "logs/report_summary.log",
+    localrule: True
+    conda:
+        "../envs/profiling.yaml"
+    script:
+        "../scripts/report_summary.py"

@@ -13,7 +13,14 @@ import yaml
 from morphoprof import images, segmentation, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
-DOWNSTREAM = {"aggregate_profiles": 1, "normalize_profiles": 1, "score_moa": 1, "compare_normalizations": 1, "all": 1}
+DOWNSTREAM = {
+    "aggregate_profiles": 1,
+    "normalize_profiles": 1,
+    "score_moa": 1,
+    "compare_normalizations": 1,
+    "report_summary": 1,
+    "all": 1,
+}
 
 
 def _write_screen(folder: Path) -> pd.DataFrame:
@@ -113,4 +120,10 @@ def test_adding_a_plate_reruns_only_its_jobs_and_the_aggregation(two_plates_done
 def test_changing_a_normalization_parameter_reruns_only_profiles_and_scoring(two_plates_done):
     workdir, _, first_two = two_plates_done
     _configure(workdir, first_two, ridge=0.5)
-    assert _planned_jobs(workdir) == {"normalize_profiles": 1, "score_moa": 1, "compare_normalizations": 1, "all": 1}
+    assert _planned_jobs(workdir) == {
+        "normalize_profiles": 1,
+        "score_moa": 1,
+        "compare_normalizations": 1,
+        "report_summary": 1,
+        "all": 1,
+    }

@@ -105,3 +105,28 @@ def test_overlay_fields_span_the_plates_nuclei_counts():
     shown = qc.overlay_fields(flagged, 4)
     assert shown["Nuclei_Count"].tolist() == [0, 10, 35, 50]
     assert len(qc.overlay_fields(flagged.head(2), 4)) == 2
+
+
+def test_qc_summary_counts_fields_kept_and_dropped_per_plate_and_why():
+    fields = pd.DataFrame({"Metadata_Field": ["a", "b", "c", "d", "e"], "Metadata_Plate": ["P1"] * 3 + ["P2"] * 2})
+    image = pd.DataFrame(
+        {
+            "Metadata_Field": ["e", "d", "c", "b", "a"],  # in another order than the fields
+            "QC_Blank": [False, False, False, False, True],
+            "QC_Debris": [False, True, False, False, False],
+            "QC_Blurry": [False, False, False, True, False],
+            "QC_Saturated": [False, False, False, True, False],
+        }
+    )
+    image["QC_Pass"] = ~image[list(qc.FLAGS)].any(axis=1)
+    cells = qc.flag_cell_counts(pd.DataFrame({"Metadata_Field": list("abcde"), "Nuclei_Count": [0, 30, 35, 200, 30]}))
+    summary = qc.qc_summary(fields, image, cells).set_index("Metadata_Plate")
+    assert summary.index.tolist() == ["P1", "P2", "all"]
+    assert summary["fields"].tolist() == [3, 2, 5]
+    assert summary["kept"].tolist() == [1, 1, 2]  # c and e
+    assert summary["dropped"].tolist() == [2, 1, 3]
+    # each dropped field has two flags: a blank and empty, b blurry and saturated, d debris and crowded
+    assert summary.loc["P1", ["blank", "blurry", "saturated", "too few nuclei"]].tolist() == [1, 1, 1, 1]
+    assert summary.loc["P2", ["debris", "too many nuclei"]].tolist() == [1, 1]
+    assert summary.columns.tolist() == ["fields", "kept", "dropped", *qc.DROP_REASONS.values()]
+    assert summary.loc["all"].tolist() == [5, 2, 3, 1, 1, 1, 1, 1, 1]

@@ -277,3 +277,20 @@ def test_phenotypic_activity_tells_active_treatments_from_inert_ones():
     assert not activity.loc[["inert1", "inert2"], "significant"].any()
     assert (activity.loc[["active1", "active2"], "mean_average_precision"] == 1.0).all()
     assert (activity["corrected_p_value"] >= activity["p_value"]).all()
+
+
+def test_headline_table_has_one_row_per_scored_level_and_baseline():
+    rows = [
+        ["a", 1, "M1", "B1", 1.0, 0.0],
+        ["b", 1, "M1", "B2", 0.9, 0.1],
+        ["c", 1, "M2", "B1", 0.0, 1.0],
+        ["d", 1, "M2", "B2", 0.1, 0.9],
+    ]
+    profiles = _profiles(rows).assign(g_x=[0.0, 1.0, 1.0, 0.0], g_y=[1.0, 0.0, 0.0, 1.0])
+    summary, _ = scoring.evaluate(profiles, "f+g", baselines=["g"], levels={"field": "f", "both": "f+g"})
+    table = scoring.headline_table(summary)
+    assert table.columns.tolist() == ["level", "feature_family", "nsc", "nscb", "map"]
+    assert table[["level", "feature_family"]].values.tolist() == [["field", "f"], ["both", "f+g"], ["baseline", "g"]]
+    assert table.loc[0, ["nsc", "nscb", "map"]].tolist() == [1.0, 1.0, 1.0]  # f pairs a with b, c with d
+    assert table.loc[1, "nsc"] == summary["nsc"]
+    assert table.loc[2, "nsc"] == 0.0  # g pairs a with c: never the same MOA

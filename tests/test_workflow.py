@@ -98,9 +98,42 @@ def test_zipped_report_gathers_the_plots(default_run):
     _snakemake(default_run, "--report", "report.zip")
     with zipfile.ZipFile(default_run / "report.zip") as archive:
         names = archive.namelist()
-    assert any(n.endswith("report.html") for n in names)
+        html = archive.read(next(n for n in names if n.endswith("report.html"))).decode()
     for plot in ("/confusion_matrix.png", "/SIM01.png", "/SIM01_DNA.png", "/segmentation_accuracy.csv"):
         assert any(n.endswith(plot) for n in names), plot
+    nsc = json.loads((default_run / "results/scores/moa.json").read_text())["nsc"]
+    assert f"{nsc:.3f}" in sum(_table_rows(_landing_page(html)), [])
+
+
+def _landing_page(html: str) -> str:
+    """What the report opens on: the workflow description, embedded in the HTML as a JSON string."""
+    return json.loads(re.search(r"^\s*var workflow_desc = (.*);$", html, re.M).group(1))
+
+
+def _table_rows(page: str) -> list[list[str]]:
+    """The cells of each table row on a page."""
+    return [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", page, re.S)]
+
+
+def test_the_report_opens_on_the_scores_and_the_qc_counts(default_run):
+    """The report's first page shows NSC, NSCB and mAP of every scored level and baseline, as in
+    moa.json, and the fields kept (those the well profiles count) and dropped, and why."""
+    _snakemake(default_run, "--report", "report.html")
+    rows = _table_rows(_landing_page((default_run / "report.html").read_text(errors="replace")))
+    scores = json.loads((default_run / "results/scores/moa.json").read_text())
+    for level, family, summary in [
+        *((level, s["feature_family"], s) for level, s in scores["levels"].items()),
+        ("baseline", "Intensity", scores["baselines"]["Intensity"]),
+    ]:
+        assert [level, family, *(f"{summary[k]:.3f}" for k in ("nsc", "nscb", "map"))] in rows
+    assert ["both", "CNN+CellCNN", f"{scores['nsc']:.3f}"] == next(r for r in rows if r[0] == "both")[:3]
+    counts = dict(zip(next(r for r in rows if r[0] == "Metadata_Plate"), next(r for r in rows if r[0] == "all")))
+    image_qc = pd.concat(pd.read_parquet(p) for p in (default_run / "results/qc").glob("*.parquet"))
+    kept = pd.read_parquet(default_run / "results/profiles/wells_raw.parquet")["Metadata_Site_Count"].sum()
+    assert (counts["fields"], counts["kept"]) == (str(len(image_qc)), str(kept))
+    assert int(counts["dropped"]) == len(image_qc) - kept > 0
+    for flag, reason in (("QC_Blank", "blank"), ("QC_Debris", "debris")):
+        assert counts[reason] == str(image_qc[flag].sum())
 
 
 def test_simulated_tables_are_a_valid_generic_input(default_run):

@@ -146,3 +146,36 @@ def passing_fields(
             "or check their images and the segmentation model"
         )
     return pd.Series(passed, index=fields.index), blank
+
+
+DROP_REASONS = {
+    "QC_Blank": "blank",
+    "QC_Debris": "debris",
+    "QC_Blurry": "blurry",
+    "QC_Saturated": "saturated",
+    "QC_FewCells": "too few nuclei",
+    "QC_ManyCells": "too many nuclei",
+}
+
+
+def qc_summary(fields: pd.DataFrame, image_qc: pd.DataFrame, segmentation_qc: pd.DataFrame) -> pd.DataFrame:
+    """How many of a screen's fields (``Metadata_Field``, ``Metadata_Plate``) each plate kept in its
+    profiles and why it dropped the rest, one row per plate and an ``all`` row: fields, kept,
+    dropped, then per QC flag (:data:`DROP_REASONS`) the fields carrying it. A field may carry
+    several flags (a blank field has no nuclei), so the flags can add up to more than the fields
+    dropped. Kept are the fields passing image and segmentation QC, as in :func:`passing_fields`:
+    a blank plate stops the run there, so none is left to count."""
+    image = image_qc.set_index(FIELD).loc[fields[FIELD]].reset_index(drop=True)
+    cells = segmentation_qc.set_index(FIELD).loc[fields[FIELD]].reset_index(drop=True)
+    per_field = pd.concat(
+        [
+            pd.DataFrame({"fields": 1, "kept": image["QC_Pass"] & cells["QC_Pass"]}),
+            image[list(FLAGS)],
+            cells[["QC_FewCells", "QC_ManyCells"]],
+        ],
+        axis=1,
+    ).rename(columns=DROP_REASONS)
+    per_plate = per_field.astype(int).groupby(fields[PLATE].to_numpy()).sum()
+    per_plate.loc["all"] = per_plate.sum()
+    per_plate.insert(2, "dropped", per_plate["fields"] - per_plate["kept"])
+    return per_plate.rename_axis(PLATE).reset_index()

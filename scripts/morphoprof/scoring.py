@@ -411,6 +411,15 @@ def evaluate(
     return summary, table
 
 
+def headline_table(summary: dict) -> pd.DataFrame:
+    """NSC, NSCB and mAP of each scored profile level and each baseline family, one row each, from
+    :func:`evaluate`'s summary: the numbers a run is judged by, as one table for the report's
+    first page. Baselines have ``baseline`` as their level; scores a screen cannot give stay null."""
+    rows = [{"level": level, **scores} for level, scores in summary["levels"].items()]
+    rows += [{"level": "baseline", **scores} for scores in summary["baselines"].values()]
+    return pd.DataFrame(rows, columns=["level", "feature_family", "nsc", "nscb", "map"])
+
+
 def pair_distances(profiles: pd.DataFrame, features: list[str]) -> dict[str, np.ndarray]:
     """Cosine distances of treatment pairs: same compound, same MOA (other compound), other MOA."""
     distance = 1 - similarity(profile_matrix(profiles, features))

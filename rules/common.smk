@@ -92,6 +92,22 @@ def cell_embeddings_output():
     return {"cell_embeddings": "results/cells/{plate}_embeddings.parquet"}
 
 
+def cellprofiler_profiles(wildcards):
+    """With features.cellprofiler, the field means of CellProfiler's measurements, merged into the profiles."""
+    if not config["features"]["cellprofiler"]:
+        return {}
+    return {"cellprofiler": expand("results/features/{plate}_cellprofiler.parquet", plate=PLATES)}
+
+
+def scored_families():
+    """The families scored beside the configured level: the baselines, and with features.cellprofiler
+    the CellProfiler family (``Nuclei``) alone and combined with the level's."""
+    baselines = list(config["scoring"]["baselines"])
+    if config["features"]["cellprofiler"]:
+        baselines += ["Nuclei", f"{features.level_family(config['features']['level'])}+Nuclei"]
+    return baselines
+
+
 def segmentation_plots():
     return expand("results/plots/segmentation/{plate}_{plot}.png", plate=PLATES, plot=["cell_counts", "overlays"])
 

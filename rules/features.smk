@@ -19,6 +19,31 @@ rule extract_features:
         cpus_per_gpu=cpus_per_gpu,
     params:
         channels=CHANNELS,
-        settings=config["features"],
+        settings=screen.feature_settings(config),
     script:
         "../scripts/extract_features.py"
+
+
+rule measure_cellprofiler:
+    input:
+        manifest="results/manifests/{plate}.parquet",
+        images="results/corrected/{plate}",
+        masks="results/masks/{plate}",
+    output:
+        cells="results/cells/{plate}_cellprofiler.parquet",
+        fields="results/features/{plate}_cellprofiler.parquet",
+    log:
+        "logs/measure_cellprofiler/{plate}.log",
+    benchmark:
+        "benchmarks/measure_cellprofiler/{plate}.tsv"
+    conda:
+        "../envs/deep.yaml"
+    threads: 8  # fields measured at once, one per worker process
+    resources:
+        mem_mb=memory(8000),
+        runtime=minutes(240),
+    params:
+        channels=CHANNELS,
+        measurements=config["features"]["cellprofiler"],
+    script:
+        "../scripts/measure_cellprofiler.py"

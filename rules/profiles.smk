@@ -1,5 +1,6 @@
 rule aggregate_profiles:
     input:
+        unpack(cellprofiler_profiles),
         features=expand("results/features/{plate}.parquet", plate=PLATES),
         qc=expand("results/qc/{plate}.parquet", plate=PLATES),
         segmentation_qc=expand("results/qc/segmentation/{plate}.parquet", plate=PLATES),
@@ -56,7 +57,7 @@ rule score_moa:
         control=config["control"],
         family=features.level_family(config["features"]["level"]),
         levels=features.scored_levels(config["features"]["level"]),
-        baselines=config["scoring"]["baselines"],
+        baselines=scored_families(),
     script:
         "../scripts/score_moa.py"
 
@@ -75,7 +76,7 @@ rule compare_normalizations:
     params:
         control=config["control"],
         settings=config["profiles"],
-        families=[*features.scored_levels(config["features"]["level"]).values(), *config["scoring"]["baselines"]],
+        families=[*features.scored_levels(config["features"]["level"]).values(), *scored_families()],
     script:
         "../scripts/compare_normalizations.py"
 

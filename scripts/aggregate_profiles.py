@@ -6,6 +6,9 @@ from morphoprof import jobs, metadata, profiles, qc
 
 log = jobs.start_job(snakemake)
 fields = pd.concat([pd.read_parquet(p) for p in snakemake.input.features], ignore_index=True)
+if "cellprofiler" in snakemake.input.keys():
+    measured = pd.concat([pd.read_parquet(p) for p in snakemake.input.cellprofiler], ignore_index=True)
+    fields = fields.merge(measured, on=metadata.FIELD, how="left")
 image_qc, segmentation_qc = (
     pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
     for tables in (snakemake.input.qc, snakemake.input.segmentation_qc)

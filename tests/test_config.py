@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from morphoprof import features, profiles, screen
+from morphoprof import features, measurement, profiles, screen
 from morphoprof.metadata import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def test_a_config_fault_is_one_line_naming_the_key(block, key, value, message):
 def _choices(*keys: str) -> list:
     schema = yaml.safe_load(SCHEMA.read_text())
     for key in keys:
-        schema = schema["properties"][key]
+        schema = schema["items"] if key == "items" else schema["properties"][key]
     return schema["enum"]
 
 
@@ -47,6 +47,7 @@ def _choices(*keys: str) -> list:
         (("features", "level"), tuple(features.LEVELS)),
         (("profiles", "normalization"), profiles.NORMALIZATIONS),
         (("profiles", "aggregate"), profiles.AGGREGATES),
+        (("features", "cellprofiler", "items"), measurement.CELLPROFILER_MEASUREMENTS),
     ],
 )
 def test_the_schema_offers_what_the_code_knows(keys, names):

@@ -21,6 +21,7 @@ DISTRIBUTIONS = {
     "sklearn": "scikit-learn",
     "yaml": "pyyaml",
     "torch": "pytorch",
+    "cp_measure": "cp-measure",
     "umap": "umap-learn",
     "matplotlib": "matplotlib-base",
     "efficientnet_lite_pytorch": "efficientnet-lite-pytorch",

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from morphoprof import measurement
@@ -52,3 +53,62 @@ def test_segmentation_accuracy_counts_found_missed_and_spurious_nuclei():
     assert (scores["true_objects"], scores["found_objects"]) == (n, n)
     assert scores["recall"] == pytest.approx((n - 1) / n) and scores["precision"] == pytest.approx((n - 1) / n)
     assert scores["average_precision"] == pytest.approx((n - 1) / (n + 1))
+
+
+def _simulated_field():
+    from morphoprof import simulate
+
+    params = simulate.ScreenParams(plates=1, batches=1, sites=1, moas=1, blank_fraction=0, debris_fraction=0)
+    _, raw, labels = next(simulate.simulate_plate(params, "SIM01"))
+    return np.clip(raw.astype(np.float32) / 8000, 0, 1), labels
+
+
+CELLPROFILER_GROUPS = ["intensity", "sizeshape", "texture", "granularity", "correlation_pearson"]
+
+
+def test_cellprofiler_measurements_agree_with_our_own_and_use_cellprofilers_names():
+    """cp-measure's area and mean intensities of each simulated nucleus are the per-cell table's,
+    in label order, with CellProfiler's column names; a label missing from the field has no row."""
+    stack, labels = _simulated_field()
+    labels[labels == 3] = 0
+    table = measurement.cellprofiler_measurements(labels, stack, ["DNA", "tubulin", "actin"], CELLPROFILER_GROUPS)
+    ours = measurement.measure_objects(labels, stack, ["DNA", "tubulin", "actin"])
+    assert table["Metadata_ObjectNumber"].tolist() == ours["Metadata_ObjectNumber"].tolist()
+    assert 3 not in table["Metadata_ObjectNumber"].tolist()
+    assert np.array_equal(table["Nuclei_AreaShape_Area"], ours["Nuclei_AreaShape_Area"])
+    for channel in ("DNA", "tubulin", "actin"):
+        column = f"Nuclei_Intensity_MeanIntensity_{channel}"
+        assert np.allclose(table[column], ours[column], rtol=1e-5)
+    assert {
+        "Nuclei_Texture_Contrast_DNA_3_00_256",
+        "Nuclei_Granularity_1_actin",
+        "Nuclei_Correlation_Pearson_DNA_tubulin",
+        "Nuclei_AreaShape_FormFactor",
+    } <= set(table.columns)
+    blank = np.zeros_like(labels)
+    assert len(measurement.cellprofiler_measurements(blank, stack, ["DNA", "tubulin", "actin"], ["intensity"])) == 0
+
+
+def test_unknown_cellprofiler_measurement_is_named():
+    stack, labels = _simulated_field()
+    with pytest.raises(ValueError, match=r"unknown CellProfiler measurements \['haralick'\]"):
+        measurement.cellprofiler_measurements(labels, stack, ["DNA", "tubulin", "actin"], ["texture", "haralick"])
+
+
+def test_field_profiles_average_what_objects_look_like_not_where_they_are():
+    objects = pd.DataFrame(
+        {
+            "Metadata_Field": ["F1", "F1", "F2"],
+            "Metadata_ObjectNumber": [1, 2, 1],
+            "Nuclei_Location_Center_X": [3.0, 9.0, 4.0],
+            "Nuclei_AreaShape_Area": [10.0, 20.0, 30.0],
+            "Nuclei_RadialDistribution_FracAtD_DNA_1of4": [0.2, np.nan, 0.4],
+        }
+    )
+    profiles = measurement.field_profiles(objects)
+    assert list(profiles.columns) == [
+        "Metadata_Field",
+        "Nuclei_AreaShape_Area",
+        "Nuclei_RadialDistribution_FracAtD_DNA_1of4",
+    ]
+    assert profiles.to_numpy().tolist() == [["F1", 15.0, 0.2], ["F2", 30.0, 0.4]]

@@ -294,3 +294,10 @@ def test_headline_table_has_one_row_per_scored_level_and_baseline():
     assert table.loc[0, ["nsc", "nscb", "map"]].tolist() == [1.0, 1.0, 1.0]  # f pairs a with b, c with d
     assert table.loc[1, "nsc"] == summary["nsc"]
     assert table.loc[2, "nsc"] == 0.0  # g pairs a with c: never the same MOA
+
+
+def test_treatments_of_one_well_have_no_activity_to_test():
+    wells = pd.DataFrame(
+        {md.COMPOUND: ["DMSO", "DMSO", "a", "b"], md.CONCENTRATION: [0.0, 0.0, 1.0, 1.0], "CNN_x": [0.1, -0.1, 2, 3]}
+    )
+    assert scoring.phenotypic_activity(wells, "DMSO", ["CNN_x"]).empty

@@ -347,6 +347,38 @@ def test_cells_are_exported_when_asked_later(default_run, tmp_path):
     print(f"\nexported: {size / len(profiles) / 1e6:.2f} MB per field, {size / len(exported) / 1e3:.1f} kB per cell")
 
 
+def test_cellprofiler_features_are_scored_beside_the_cnn(default_run, tmp_path):
+    """features.cellprofiler on a finished run: each plate's nuclei are measured (CellProfiler's
+    names, one row per nucleus of the per-cell table), their field means join the profiles, and
+    the CellProfiler family is scored alone and with the CNN families, in moa.json and the table
+    of normalizations. Snakemake's records come along, so that it sees the profiles' new input."""
+    shutil.copytree(default_run / "results", tmp_path / "results")
+    shutil.copytree(default_run / ".snakemake/metadata", tmp_path / ".snakemake/metadata")
+    groups = ["intensity", "sizeshape", "texture", "granularity"]
+    workdir = _workdir(tmp_path, features={**DEFAULT_CONFIG["features"], "cellprofiler": groups})
+    _snakemake(workdir, "--cores", "2", "results/scores/moa.json", "results/scores/normalizations.csv")
+    measured = pd.read_parquet(workdir / "results/cells/SIM01_cellprofiler.parquet")
+    cells = pd.read_parquet(default_run / "results/cells/SIM01.parquet")
+    key = ["Metadata_Field", "Metadata_ObjectNumber"]
+    assert measured[key].values.tolist() == cells[key].values.tolist()
+    assert np.array_equal(measured["Nuclei_AreaShape_Area"], cells["Nuclei_AreaShape_Area"])
+    assert {"Metadata_Well", "Nuclei_Texture_Contrast_actin_3_00_256", "Nuclei_Granularity_1_DNA"} <= set(measured)
+    fields = pd.read_parquet(workdir / "results/features/SIM01_cellprofiler.parquet").set_index("Metadata_Field")
+    assert np.allclose(fields["Nuclei_AreaShape_Area"], cells.groupby("Metadata_Field")["Nuclei_AreaShape_Area"].mean())
+    scores = json.loads((workdir / "results/scores/moa.json").read_text())
+    alone, combined = scores["baselines"]["Nuclei"], scores["baselines"]["CNN+CellCNN+Nuclei"]
+    print(f"\nCellProfiler NSC {alone['nsc']:.2f} NSCB {alone['nscb']:.2f}; with CNN NSC {combined['nsc']:.2f}")
+    assert alone["n_features"] > 100 and 0 <= alone["nsc"] <= 1
+    assert combined["n_features"] == alone["n_features"] + scores["n_features"]
+    table = pd.read_csv(workdir / "results/scores/normalizations.csv")
+    assert {"Nuclei", "CNN+CellCNN+Nuclei"} <= set(table["family"])
+    seconds = {
+        rule: sum(pd.read_csv(p, sep="\t")["s"].iloc[0] for p in (run / "benchmarks" / rule).glob("*.tsv")) / 144
+        for rule, run in (("measure_cellprofiler", workdir), ("extract_features", default_run))
+    }
+    print("wall seconds per field, 2 cores: " + ", ".join(f"{rule} {s:.2f}" for rule, s in seconds.items()))
+
+
 def test_preview_segments_a_few_fields_in_seconds(default_run):
     result = _snakemake(default_run, "--cores", "2", "results/preview/segmentation.png", "--config", "preview_fields=2")
     assert (default_run / "results/preview/segmentation.png").stat().st_size > 0

@@ -9,7 +9,35 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metadata import CELL_NUMBER, NUCLEUS_CENTRE, NUCLEUS_NUMBER
+from .metadata import CELL_NUMBER, FIELD, NUCLEUS_CENTRE, NUCLEUS_NUMBER
+
+# cp-measure's measurement groups (CellProfiler's MeasureObject* modules). Costes' colocalization
+# takes a second a field (256x256 px, 35 nuclei) alone, as much as all the others together.
+CELLPROFILER_MEASUREMENTS = (
+    "intensity",
+    "sizeshape",
+    "zernike",
+    "feret",
+    "texture",
+    "granularity",
+    "radial_distribution",
+    "radial_zernikes",
+    "correlation_pearson",
+    "correlation_manders_fold",
+    "correlation_rwc",
+    "correlation_costes",
+)
+# Left out of field profiles, kept per object: where an object sits rather than what it looks like,
+# and the normalized moments that are constant by definition (CellProfiler gives them as NaN).
+NOT_PROFILED = (
+    "_Location_",
+    "_AreaShape_Center_",
+    "_AreaShape_BoundingBox",
+    "_AreaShape_Orientation",
+    "_AreaShape_NormalizedMoment_0_0",
+    "_AreaShape_NormalizedMoment_0_1",
+    "_AreaShape_NormalizedMoment_1_0",
+)
 
 
 def measure_objects(
@@ -48,6 +76,114 @@ def measure_objects(
     )
     table.insert(1, CELL_NUMBER, cells[rows, cols].astype(np.int64))
     return table.merge(measured(cells, "Cells", CELL_NUMBER), on=CELL_NUMBER, how="left")
+
+
+def cellprofiler_name(compartment: str, name: str) -> str:
+    """A cp-measure column as CellProfiler names it, ``<Compartment>_<Category>_<Feature>``, then the
+    channel(s), then the measurement's parameters: ``Contrast_3_00_256__DNA`` is
+    ``Nuclei_Texture_Contrast_DNA_3_00_256``; shape features (no channel) are ``AreaShape``.
+
+    Examples
+    --------
+    >>> [cellprofiler_name("Nuclei", n) for n in ("Area", "Intensity_MeanIntensity__DNA", "Granularity_2__DNA")]
+    ['Nuclei_AreaShape_Area', 'Nuclei_Intensity_MeanIntensity_DNA', 'Nuclei_Granularity_2_DNA']
+    >>> cellprofiler_name("Nuclei", "RadialDistribution_FracAtD_1of4__actin")
+    'Nuclei_RadialDistribution_FracAtD_actin_1of4'
+    >>> cellprofiler_name("Nuclei", "Correlation_Pearson__DNA__actin")
+    'Nuclei_Correlation_Pearson_DNA_actin'
+    """
+    feature, *channels = name.split("__")
+    if not channels:
+        return f"{compartment}_AreaShape_{feature}"
+    category, _, rest = feature.partition("_")
+    if category not in ("Intensity", "Location", "Granularity", "RadialDistribution", "Correlation"):
+        category, rest = "Texture", feature
+    if category == "Location":  # CellProfiler: Location_CenterMassIntensity_X_<channel>
+        return f"{compartment}_Location_{rest}_{'_'.join(channels)}"
+    measurement, _, parameters = rest.partition("_")
+    return "_".join(filter(None, [compartment, category, measurement, *channels, parameters]))
+
+
+def cellprofiler_measurements(
+    labels: np.ndarray, stack: np.ndarray, channels: list[str], measurements: list[str], compartment: str = "Nuclei"
+) -> pd.DataFrame:
+    """CellProfiler's measurements of each labelled object, by cp-measure, one row per object in
+    label order (``Metadata_ObjectNumber`` first), named as CellProfiler names them.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        (H, W) integer labels, background 0.
+    stack : numpy.ndarray
+        (channels, H, W) intensities in [0, 1], as CellProfiler measures them.
+    channels : list of str
+        The stack's channel names.
+    measurements : list of str
+        Groups of :data:`CELLPROFILER_MEASUREMENTS`.
+    compartment : str
+        The objects' name, the columns' prefix.
+    """
+    import warnings
+
+    from cp_measure.featurizer import featurize, make_featurizer_config
+
+    unknown = sorted(set(measurements) - set(CELLPROFILER_MEASUREMENTS))
+    if unknown:
+        raise ValueError(f"unknown CellProfiler measurements {unknown}; choose from {list(CELLPROFILER_MEASUREMENTS)}")
+    objects = np.unique(labels[labels > 0])
+    if len(objects) == 0:  # cp-measure refuses a field without objects; it has no rows either way
+        return pd.DataFrame({NUCLEUS_NUMBER: np.zeros(0, np.int64)})
+    config = make_featurizer_config(
+        list(channels),
+        objects=[compartment],
+        **{group: group in measurements for group in CELLPROFILER_MEASUREMENTS},
+        correlation_costes_params={"scale_max": 1.0},
+    )
+    with warnings.catch_warnings():  # empty radial bins divide 0 by 0: NaN, as CellProfiler gives
+        warnings.simplefilter("ignore", RuntimeWarning)
+        values, names, _ = featurize(stack[None].astype(np.float32), labels[None, None].astype(np.int32), config)
+    table = pd.DataFrame(values.reshape(len(objects), -1), columns=[cellprofiler_name(compartment, n) for n in names])
+    return pd.concat([pd.DataFrame({NUCLEUS_NUMBER: objects.astype(np.int64)}), table], axis=1)
+
+
+def measure_plate(
+    folder,
+    masks_folder,
+    field_ids: list[str],
+    channels: list[str],
+    measurements: list[str],
+    workers: int = 2,
+    progress=None,
+) -> pd.DataFrame:
+    """CellProfiler's measurements of every nucleus of a plate's corrected fields (one row per
+    nucleus, ``Metadata_Field`` first), ``workers`` fields at a time in worker processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max(workers, 1)) as pool:
+        tables = []
+        jobs = [(folder, masks_folder, f, channels, measurements) for f in field_ids]
+        for field_id, table in zip(field_ids, pool.map(_measure_field, jobs)):
+            tables.append(table.assign(**{FIELD: field_id}))
+            if progress is not None:
+                progress.update(1)
+    measured = pd.concat(tables, ignore_index=True)
+    return measured[[FIELD, *[c for c in measured.columns if c != FIELD]]]
+
+
+def _measure_field(job) -> pd.DataFrame:
+    from . import images
+
+    folder, masks_folder, field_id, channels, measurements = job
+    labels = images.read_image(images.mask_path(masks_folder, field_id))
+    return cellprofiler_measurements(labels, images.read_corrected(folder, field_id), channels, measurements)
+
+
+def field_profiles(objects: pd.DataFrame) -> pd.DataFrame:
+    """Per-object measurements to one row per field (``Metadata_Field``): the mean of each feature
+    over the field's objects, NaN values (an object too small for a measurement) left out; where
+    objects sit (:data:`NOT_PROFILED`) is no profile feature."""
+    features = [c for c in objects.columns if not c.startswith("Metadata_") and not any(p in c for p in NOT_PROFILED)]
+    return objects.groupby(FIELD, sort=False)[features].mean().reset_index()
 
 
 def match_counts(true: list[np.ndarray], pred: list[np.ndarray], threshold: float = 0.5) -> tuple[int, int, int]:

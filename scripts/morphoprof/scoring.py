@@ -224,13 +224,16 @@ def average_precision(profiles: pd.DataFrame, features: list[str]) -> pd.DataFra
 def significance(ap: pd.DataFrame, sameby: list[str]) -> pd.DataFrame:
     """copairs' mean average precision per group of queries, with its p-value against a null of
     random rankings (NULL_SIZE draws, seeded) and the p-value corrected over groups
-    (Benjamini-Hochberg); ``significant`` where that falls below SIGNIFICANCE."""
+    (Benjamini-Hochberg); ``significant`` where that falls below SIGNIFICANCE. No queries (every
+    treatment a single well, say), no rows."""
     from copairs.map import mean_average_precision
 
+    columns = [*sameby, "mean_average_precision", "p_value", "corrected_p_value"]
+    if ap.empty:
+        return pd.DataFrame(columns=[*columns, "significant"])
     result = mean_average_precision(
         ap, sameby=sameby, null_size=NULL_SIZE, threshold=SIGNIFICANCE, seed=0, progress_bar=False
     )
-    columns = [*sameby, "mean_average_precision", "p_value", "corrected_p_value"]
     return result[columns].assign(significant=result["below_corrected_p"].astype(bool))
 
 

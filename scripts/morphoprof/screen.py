@@ -81,6 +81,11 @@ def check_settings(config: dict) -> None:
             f"config segmentation.qc.min_cells: single-cell features (features.level: {level}) need fields with "
             "cells; set min_cells to 1 or more"
         )
+    if config["features"]["cellprofiler"] and segmentation["qc"]["min_cells"] < 1:
+        raise md.InputError(
+            "config segmentation.qc.min_cells: CellProfiler measurements (features.cellprofiler) need fields with "
+            "nuclei; set min_cells to 1 or more"
+        )
     if config["features"]["export_cells"] and not features.embeds_cells(level):
         raise md.InputError(
             f"config features.export_cells: cells are embedded only with features.level cell or both, not {level}"
@@ -97,6 +102,12 @@ def segmentation_settings(config: dict) -> dict:
     """The ``segmentation:`` block as the segmenting jobs take it: without training and QC, which
     they do not read, so that changing those does not rerun them."""
     return {key: value for key, value in config["segmentation"].items() if key not in ("train", "qc")}
+
+
+def feature_settings(config: dict) -> dict:
+    """The ``features:`` block as extract_features takes it: without the CellProfiler measurements,
+    which another rule makes, so that turning them on does not rerun the network."""
+    return {key: value for key, value in config["features"].items() if key != "cellprofiler"}
 
 
 def plan(config: dict, schema_file: str | Path) -> pd.DataFrame:

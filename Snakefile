@@ -37,4 +37,5 @@ rule all:
         illumination_plots(),
         simulated_tables(),
         segmentation_accuracy(),
+        ceiling_scores(),
     localrule: True

@@ -58,6 +58,11 @@ def segmentation_accuracy():
     return ["results/scores/segmentation_accuracy.csv"] if SIMULATED else []
 
 
+def ceiling_scores():
+    """The scores of the simulator's own phenotype parameters, where there are some."""
+    return ["results/scores/ceiling.csv"] if SIMULATED else []
+
+
 def simulated_tables():
     """The simulated screen's image and MOA tables, beside its images."""
     return ["results/simulated/images.csv", "results/simulated/moa.csv"] if SIMULATED else []

@@ -97,3 +97,17 @@ rule report_summary:
         "../envs/profiling.yaml"
     script:
         "../scripts/report_summary.py"
+
+
+rule score_ceiling:
+    input:
+        "results/simulated/phenotypes.csv",
+    output:
+        report("results/scores/ceiling.csv", caption="../report/ceiling.rst", category="Scores"),
+    log:
+        "logs/score_ceiling.log",
+    localrule: True
+    conda:
+        "../envs/profiling.yaml"
+    script:
+        "../scripts/score_ceiling.py"

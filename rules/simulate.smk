@@ -21,6 +21,7 @@ rule simulate_tables:
     output:
         images="results/simulated/images.csv",
         moa="results/simulated/moa.csv",
+        phenotypes="results/simulated/phenotypes.csv",
     log:
         "logs/simulate_tables.log",
     localrule: True

@@ -1,4 +1,5 @@
-"""Rule simulate_tables: the simulated screen as a generic image table and an MOA table."""
+"""Rule simulate_tables: the simulated screen as a generic image table and an MOA table, and its
+ground truth as treatment profiles."""
 
 from morphoprof import jobs, simulate
 
@@ -11,3 +12,4 @@ for channel in simulate.CHANNELS:
     ]
 layout.to_csv(snakemake.output.images, index=False)
 simulate.moa_table(params).to_csv(snakemake.output.moa, index=False)
+simulate.phenotype_profiles(params).to_csv(snakemake.output.phenotypes, index=False)

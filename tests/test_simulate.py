@@ -52,6 +52,56 @@ def test_phenotypes_move_nuclear_size_and_cell_count_with_dose():
     assert high_n < dmso_n  # and lowers the cell count
 
 
+def _change_vector(params, compound, concentration, batch="Batch1"):
+    """A treatment's cell parameters as log-fold changes from its batch's resting cells (raw
+    differences for fractions)."""
+    pheno, resting = (
+        simulate.treatment_phenotype(params, compound, concentration, batch),
+        simulate.resting_phenotype(params, batch),
+    )
+    return np.array(
+        [pheno[k] - resting[k] if k in simulate.ADDITIVE else np.log(pheno[k] / resting[k]) for k in simulate.BASELINE]
+    )
+
+
+def _within_moa_similarity(params):
+    """Mean cosine similarity of the high-dose phenotypes of compounds sharing an MOA."""
+    moas = simulate.moa_table(params)
+    sims = []
+    for _, group in moas.groupby("moa"):
+        vectors = [_change_vector(params, c, 1.0) for c in group["compound"]]
+        for i in range(len(vectors)):
+            for j in range(i + 1, len(vectors)):
+                a, b = vectors[i], vectors[j]
+                sims.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    return float(np.mean(sims))
+
+
+def test_difficulty_spreads_the_compounds_of_an_moa_and_the_batches():
+    easy, hard = (simulate.ScreenParams(**{**SMALL.__dict__, "difficulty": d}) for d in (0.0, 1.0))
+    assert _within_moa_similarity(easy) > 0.99 > 0.95 > _within_moa_similarity(hard)
+    assert simulate.moa_table(hard)["potency"].std() > 1.2 * simulate.moa_table(easy)["potency"].std()
+    # at difficulty 0 every cell of a treated well responds, and batches share their biology
+    assert all(
+        simulate.treatment_phenotype(easy, c, 0.3)["responding"] == 1.0 for c in simulate.moa_table(easy)["compound"]
+    )
+    assert simulate.resting_phenotype(easy, "Batch1") == simulate.resting_phenotype(easy, "Batch2")
+    weakest = simulate.moa_table(hard).sort_values("potency")["compound"].iloc[0]
+    assert simulate.treatment_phenotype(hard, weakest, 0.3)["responding"] < 0.9
+    assert simulate.resting_phenotype(hard, "Batch1") != simulate.resting_phenotype(hard, "Batch2")
+    # the same compound looks different in another batch (sensitivity), beyond its resting cells
+    assert not np.allclose(_change_vector(hard, "ACT-1", 1.0, "Batch1"), _change_vector(hard, "ACT-1", 1.0, "Batch2"))
+
+
+def test_resting_cells_dilute_a_weak_treatment():
+    """A well where a share of cells rests shows the phenotype less: fewer enlarged nuclei."""
+    hard = simulate.ScreenParams(**{**SMALL.__dict__, "difficulty": 1.0})
+    pheno = simulate.treatment_phenotype(hard, "DDR-1", 1.0)
+    everyone = {**pheno, "responding": 1.0}
+    half = {**pheno, "responding": 0.5}
+    assert _nuclear_area(half)[0] < _nuclear_area(everyone)[0]
+
+
 def test_illumination_differs_per_plate_and_channel():
     a, b, c = (simulate.illumination_field(SMALL, p, ch) for p, ch in [(0, 0), (1, 0), (0, 1)])
     assert a.max() == pytest.approx(1.0) and a.min() < 0.8

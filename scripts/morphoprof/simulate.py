@@ -2,10 +2,15 @@
 
 Cells are drawn with BBBC021-like phenotypes: each MOA moves a vector of cell
 parameters (nuclear size, shape and intensity, cell count, microtubule and actin
-texture) away from DMSO, scaled by the compound's potency and the dose. Fields are
-then degraded the way real screens are: a per plate and channel illumination
-gradient, per batch intensity shifts, shot and read noise, blank and debris fields.
-Everything is a pure function of the parameters and the seed.
+texture) away from DMSO, scaled by the compound's potency and the dose. ``difficulty``
+(0: every compound of an MOA looks like the others, 1: the default) adds what makes real
+screens hard: potencies spread over a wide range, so weak compounds at a low dose look
+like DMSO; off-target effects of each compound; a toxicity shared by all MOAs; wells that
+mix responding and resting cells; and batches that differ in their cells' biology and
+their sensitivity to each phenotype, not only in intensity. Fields are then degraded the
+way real screens are: a per plate and channel illumination gradient, per batch intensity
+shifts, shot and read noise, blank and debris fields. Everything is a pure function of the
+parameters and the seed.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ PHENOTYPES: dict[str, dict[str, float]] = {
 }
 MOA_CODES = dict(zip(PHENOTYPES, ("ACT", "MTD", "MTS", "DDR", "AUR", "PSY", "REP", "EG5", "EPI", "PDG", "KIN", "CHL")))
 ADDITIVE = {"mitotic", "multinucleate", "actin_puncta", "dna_foci"}
+# What difficulty 1 adds: the spread of log-potency, each compound's off-target effect (log-fold per
+# parameter, a tenth of it on fractions), the toxicity every MOA shares, the share of cells resting at
+# the weakest dose, and each batch's spread in baseline biology and in sensitivity (log-fold).
+POTENCY_SPREAD, OFF_TARGET, RESTING, BATCH_BIOLOGY, BATCH_SENSITIVITY = 0.225, 0.15, 0.3, 0.04, 0.15
+TOXICITY = {"density": -0.15, "cell_size": -0.075, "dna_intensity": 0.05}
+BATCH_SHIFTED = ("density", "cell_size", "dna_intensity", "tubulin_diffuse", "actin_cortex")
 BASELINE = {
     "density": 1.0,
     "nucleus_size": 1.0,
@@ -87,11 +98,14 @@ class ScreenParams:
     illumination_strength: float = 0.5
     noise: float = 1.0
     phenotype_strength: float = 1.0
+    difficulty: float = 1.0
     blank_fraction: float = 0.02
     debris_fraction: float = 0.02
 
     def __post_init__(self):
         """Reject densities that cannot be placed: they used to leave fields short of nuclei after minutes of trying."""
+        if self.difficulty < 0:
+            raise ValueError(f"config simulate.difficulty: must be 0 or more, not {self.difficulty:g}")
         if self.nucleus_radius <= 0:
             raise ValueError(f"config simulate.nucleus_radius: must be positive, not {self.nucleus_radius:g}")
         limit = max_cells_per_field(self.nucleus_radius)
@@ -137,15 +151,17 @@ def _well_names():
 def moa_table(params: ScreenParams) -> pd.DataFrame:
     """One row per compound: name, MOA, batch it is screened in, potency."""
     rng = np.random.default_rng([params.seed, 1])
+    spread = np.random.default_rng([params.seed, 7])
     rows = []
     for m, moa in enumerate(list(PHENOTYPES)[: params.moas]):
         for j in range(params.compounds_per_moa):
+            potency = rng.uniform(0.75, 1.25) * np.exp(params.difficulty * POTENCY_SPREAD * spread.normal())
             rows.append(
                 {
                     "compound": f"{MOA_CODES[moa]}-{j + 1}",
                     "moa": moa,
                     "batch": f"Batch{(m + j) % params.batches + 1}",
-                    "potency": float(rng.uniform(0.75, 1.25)),
+                    "potency": float(potency),
                 }
             )
     return pd.DataFrame(rows)
@@ -187,19 +203,74 @@ def screen_layout(params: ScreenParams) -> pd.DataFrame:
     return layout
 
 
-def treatment_phenotype(params: ScreenParams, compound: str, concentration: float) -> dict[str, float]:
-    """Cell parameters of a treatment: the MOA's direction, scaled by potency and dose."""
-    pheno = dict(BASELINE)
+def _changed(pheno: dict[str, float], changes: dict[str, float]) -> dict[str, float]:
+    """Cell parameters moved by log-fold changes (added, for the fractions in ADDITIVE)."""
+    moved = dict(pheno)
+    for key, change in changes.items():
+        moved[key] = moved[key] + change if key in ADDITIVE else moved[key] * float(np.exp(change))
+    return moved
+
+
+def resting_phenotype(params: ScreenParams, batch: str) -> dict[str, float]:
+    """The cell parameters of a batch's untreated cells: DMSO's, shifted by the batch's biology."""
+    rng = np.random.default_rng([params.seed, 9, int(batch.removeprefix("Batch"))])
+    shifts = rng.normal(0, params.difficulty * BATCH_BIOLOGY, len(BATCH_SHIFTED))
+    return _changed(BASELINE, dict(zip(BATCH_SHIFTED, shifts)))
+
+
+def treatment_phenotype(params: ScreenParams, compound: str, concentration: float, batch: str = "Batch1") -> dict:
+    """Cell parameters of a treatment's responding cells in a batch: the MOA's direction, scaled by
+    potency and dose, with the compound's off-target effect, the shared toxicity and the batch's
+    sensitivity; ``responding`` is the fraction of cells that respond (the rest rest)."""
+    pheno = {**resting_phenotype(params, batch), "responding": 1.0}
     if compound == CONTROL:
         return pheno
     table = moa_table(params).set_index("compound")
     moa, potency = table.loc[compound, "moa"], table.loc[compound, "potency"]
     dose = (params.concentrations.index(concentration) + 1) / len(params.concentrations)
     quirk = np.random.default_rng([params.seed, 2, sum(map(ord, compound))])
-    for key, change in PHENOTYPES[moa].items():
-        effect = params.phenotype_strength * potency * dose * change * quirk.uniform(0.8, 1.2)
-        pheno[key] = pheno[key] + effect if key in ADDITIVE else pheno[key] * float(np.exp(effect))
+    strength = params.phenotype_strength * potency * dose
+    changes = {key: strength * change * quirk.uniform(0.8, 1.2) for key, change in PHENOTYPES[moa].items()}
+    d = params.difficulty
+    off_target = np.random.default_rng([params.seed, 8, sum(map(ord, compound))]).normal(0, 1, len(BASELINE))
+    sensitivity = np.random.default_rng([params.seed, 10, int(batch.removeprefix("Batch"))]).normal(0, 1, len(BASELINE))
+    for k, key in enumerate(BASELINE):
+        scale = 0.1 if key in ADDITIVE else 1.0
+        changes[key] = changes.get(key, 0.0) + d * strength * (
+            OFF_TARGET * scale * off_target[k] + TOXICITY.get(key, 0.0)
+        )
+        changes[key] *= float(np.exp(d * BATCH_SENSITIVITY * sensitivity[k]))
+    pheno = _changed(pheno, changes)
+    pheno["responding"] = 1.0 - d * RESTING * (1.0 - min(1.0, potency * dose))
     return pheno
+
+
+def phenotype_profiles(params: ScreenParams) -> pd.DataFrame:
+    """The screen's ground truth as treatment profiles: each treatment's cell parameters as changes
+    from its batch's resting cells (log-fold; differences for fractions), weighted by the share of
+    cells responding, in ``Truth_<parameter>`` columns. Scored like any profiles, they give the
+    ceiling the images allow: what a perfect measurement of the cells would score."""
+    table = moa_table(params)
+    rows = []
+    for _, compound in table.iterrows():
+        resting = resting_phenotype(params, compound["batch"])
+        for concentration in params.concentrations:
+            pheno = treatment_phenotype(params, compound["compound"], concentration, compound["batch"])
+            changes = {
+                f"Truth_{k}": pheno["responding"]
+                * (pheno[k] - resting[k] if k in ADDITIVE else float(np.log(pheno[k] / resting[k])))
+                for k in BASELINE
+            }
+            rows.append(
+                {
+                    md.COMPOUND: compound["compound"],
+                    md.CONCENTRATION: float(concentration),
+                    md.MOA: compound["moa"],
+                    md.BATCH: compound["batch"],
+                    **changes,
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def illumination_field(params: ScreenParams, plate_index: int, channel_index: int) -> np.ndarray:
@@ -370,9 +441,17 @@ def _draw_cell(
 
 
 def render_field(
-    params: ScreenParams, plate_index: int, field_index: int, pheno: dict, batch_gain: np.ndarray, shading: np.ndarray
+    params: ScreenParams,
+    plate_index: int,
+    field_index: int,
+    pheno: dict,
+    batch_gain: np.ndarray,
+    shading: np.ndarray,
+    resting: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One field: a (3, H, W) uint16 stack of raw camera counts and its nuclei labels."""
+    """One field: a (3, H, W) uint16 stack of raw camera counts and its nuclei labels. A share
+    ``1 - pheno["responding"]`` of its cells is drawn with the ``resting`` parameters instead (by
+    default DMSO's)."""
     rng = np.random.default_rng([params.seed, 4, plate_index, field_index])
     h, w = params.height, params.width
     channels = np.zeros((3, h, w), np.float32)
@@ -380,12 +459,20 @@ def render_field(
     kind = rng.random()
     blank = kind < params.blank_fraction
     debris = params.blank_fraction <= kind < params.blank_fraction + params.debris_fraction
+    resting = BASELINE if resting is None else resting
     if not blank:
-        expected = params.cells_per_field * pheno["density"] * h * w / 256**2
+        responding = pheno.get("responding", 1.0)
+        density = (
+            pheno["density"]
+            if responding == 1.0
+            else responding * pheno["density"] + (1 - responding) * resting["density"]
+        )
+        expected = params.cells_per_field * density * h * w / 256**2
         centres = _place_centres(rng, rng.poisson(expected), h, w, params.nucleus_radius * NUCLEUS_SPACING)
         next_label = 1
         for centre in centres:
-            next_label = _draw_cell(rng, pheno, centre, params.nucleus_radius, channels, labels, next_label)
+            cell = resting if responding < 1.0 and rng.random() >= responding else pheno
+            next_label = _draw_cell(rng, cell, centre, params.nucleus_radius, channels, labels, next_label)
     if debris:
         for _ in range(rng.integers(2, 5)):
             rr, cc = draw.disk(rng.uniform([0, 0], [h, w]), rng.uniform(0.05, 0.12) * min(h, w), shape=(h, w))
@@ -421,14 +508,16 @@ def simulate_plate(params: ScreenParams, plate: str):
     layout = screen_layout(params)
     plate_index = plate_names(params).index(plate)
     fields = layout[layout["plate"] == plate].reset_index(drop=True)
-    gains = batch_gains(params, fields["batch"].iloc[0], plate_index)
+    batch = fields["batch"].iloc[0]
+    gains = batch_gains(params, batch, plate_index)
     shading = np.stack([illumination_field(params, plate_index, c) for c in range(len(CHANNELS))])
+    resting = resting_phenotype(params, batch)
     phenotypes = {}
     for field_index, row in fields.iterrows():
         key = (row["compound"], row["concentration"])
         if key not in phenotypes:
-            phenotypes[key] = treatment_phenotype(params, *key)
-        raw, labels = render_field(params, plate_index, field_index, phenotypes[key], gains, shading)
+            phenotypes[key] = treatment_phenotype(params, *key, batch)
+        raw, labels = render_field(params, plate_index, field_index, phenotypes[key], gains, shading, resting)
         yield row, raw, labels
 
 

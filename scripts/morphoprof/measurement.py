@@ -12,7 +12,7 @@ import pandas as pd
 from .metadata import CELL_NUMBER, FIELD, NUCLEUS_CENTRE, NUCLEUS_NUMBER
 
 # cp-measure's measurement groups (CellProfiler's MeasureObject* modules). Costes' colocalization
-# takes a second a field (256x256 px, 35 nuclei) alone, as much as all the others together.
+# takes about a second a field (256x256 px, 35 nuclei) alone, several times all the others together.
 CELLPROFILER_MEASUREMENTS = (
     "intensity",
     "sizeshape",
@@ -159,7 +159,7 @@ def measure_plate(
     nucleus, ``Metadata_Field`` first), ``workers`` fields at a time in worker processes."""
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max(workers, 1)) as pool:
+    with ProcessPoolExecutor(max(workers, 1), initializer=_one_blas_thread) as pool:
         tables = []
         jobs = [(folder, masks_folder, f, channels, measurements) for f in field_ids]
         for field_id, table in zip(field_ids, pool.map(_measure_field, jobs)):
@@ -168,6 +168,14 @@ def measure_plate(
                 progress.update(1)
     measured = pd.concat(tables, ignore_index=True)
     return measured[[FIELD, *[c for c in measured.columns if c != FIELD]]]
+
+
+def _one_blas_thread() -> None:
+    """One BLAS thread per worker: each would otherwise start as many as there are cores, and the
+    workers together ran 6 times slower than one worker alone (2 cores, here)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def _measure_field(job) -> pd.DataFrame:

@@ -90,5 +90,6 @@ rule correct_plate:
     params:
         channels=CHANNELS,
         intensity=config["intensity"],
+        dark_level=config["illumination"]["dark_level"],
     script:
         "../scripts/correct_plate.py"

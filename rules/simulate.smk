@@ -2,6 +2,7 @@ rule simulate_plate:
     output:
         images=directory("results/simulated/images/{plate}"),
         masks=directory("results/simulated/masks/{plate}"),
+        illumination=directory("results/simulated/illumination/{plate}"),
     log:
         "logs/simulate_plate/{plate}.log",
     benchmark:

@@ -19,5 +19,6 @@ bounds = illumination.correct_plate(
     settings["high_percentile"],
     snakemake.output[0],
     lambda rows, stage: tqdm(rows, total=len(fields), desc=f"{stage} {plate}"),
+    snakemake.params.dark_level,
 )
 log.info("plate %s percentile bounds per channel: %s", plate, dict(zip(snakemake.params.channels, bounds)))

@@ -14,6 +14,8 @@ paths = fields.loc[fields[metadata.FIELD].isin(passed), metadata.path_column(cha
 mean = illumination.running_mean(
     images.read_image(p).astype("float32") for p in tqdm(paths, desc=f"illumination {plate} {channel}")
 )
+illumination.check_dark_level(mean, settings["dark_level"], f"plate {plate} {channel}")
+mean -= settings["dark_level"]
 function = illumination.illumination_function(mean, settings["smoothing"], settings["robust_percentile"])
 images.write_tiff(snakemake.output.function, function)
 plots.illumination(mean, function, f"{plate} {channel}: {len(paths)} fields", snakemake.output.plot)

@@ -1,4 +1,5 @@
-"""Rule simulate_plate: render one plate of the simulated screen with its ground-truth masks."""
+"""Rule simulate_plate: render one plate of the simulated screen with its ground-truth masks and its
+true illumination field per channel (the shading an illumination function should recover)."""
 
 from pathlib import Path
 
@@ -15,4 +16,8 @@ for row, raw, labels in tqdm(simulate.simulate_plate(params, plate), total=n_fie
     for channel, plane in zip(simulate.CHANNELS, raw):
         images.write_tiff(simulate.image_path(image_dir.parent, plate, row["field"], channel), plane)
     images.write_tiff(images.mask_path(mask_dir, row["field"]), labels)
+plate_index = simulate.plate_names(params).index(plate)
+for channel_index, channel in enumerate(simulate.CHANNELS):
+    shading = simulate.illumination_field(params, plate_index, channel_index)
+    images.write_tiff(Path(snakemake.output.illumination) / f"{channel}.tif", shading)
 log.info("simulated %d fields of plate %s", n_fields, plate)

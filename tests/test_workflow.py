@@ -295,7 +295,8 @@ def test_fields_without_cells_are_flagged_and_left_out(default_run):
 
 def test_illumination_correction_does_not_lower_nsc(default_run, tmp_path):
     """The same screen without illumination correction (the segmentation model, trained on raw
-    fields either way, is reused): correction does not lower NSC or mAP."""
+    fields either way, is reused): correction lowers neither NSC nor mAP and raises one of them
+    (on the default screen, mAP 0.866 to 0.881 at NSC 0.917 both ways)."""
     workdir = _workdir(tmp_path, illumination={**DEFAULT_CONFIG["illumination"], "correct": False})
     for kept in ("results/simulated", "results/models"):
         shutil.copytree(default_run / kept, workdir / kept)
@@ -308,6 +309,7 @@ def test_illumination_correction_does_not_lower_nsc(default_run, tmp_path):
         f"uncorrected {uncorrected['nsc']:.3f}, {uncorrected['map']:.3f}"
     )
     assert corrected["nsc"] >= uncorrected["nsc"] and corrected["map"] >= uncorrected["map"]
+    assert (corrected["nsc"], corrected["map"]) != (uncorrected["nsc"], uncorrected["map"])
 
 
 def test_rerun_has_nothing_to_do(default_run):

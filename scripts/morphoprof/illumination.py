@@ -1,9 +1,10 @@
 """Illumination correction, CellProfiler "Regular" style, then plate-wide percentile normalization.
 
-The illumination function of a plate and channel is the mean of its fields, heavily
-smoothed, then divided by its robust minimum so that it is >= 1; corrected images are the
-raw images divided by it. The mean is accumulated one field at a time, so memory does not
-grow with the number of fields.
+The illumination function of a plate and channel is the mean of its fields, less the camera's
+dark level, heavily smoothed, then divided by its robust minimum so that it is >= 1; corrected
+images are the raw images, less the dark level, divided by it. The dark level (the counts a
+camera reads without light) is not illuminated: left in, it flattens the function. The mean is
+accumulated one field at a time, so memory does not grow with the number of fields.
 """
 
 from __future__ import annotations
@@ -66,6 +67,24 @@ def illumination_function(
     return np.maximum(smooth / floor, 1.0).astype(np.float32)
 
 
+def check_dark_level(mean_image: np.ndarray, dark_level: float, where: str) -> None:
+    """A dark level at or above a plate's darkest mean pixel would leave no light to correct: the
+    config names the wrong camera, or images already offset-corrected (8-bit ones, say)."""
+    from .metadata import InputError
+
+    darkest = float(mean_image.min())
+    if dark_level >= darkest:
+        raise InputError(
+            f"config illumination.dark_level: {dark_level:g} counts, but the darkest pixel of {where}'s mean field "
+            f"is {darkest:.1f}; set your camera's dark level (the mean of a dark frame), or 0"
+        )
+
+
+def subtract_dark(image: np.ndarray, dark_level: float) -> np.ndarray:
+    """An image's counts above the camera's dark level, as float32 (none below 0)."""
+    return np.maximum(image.astype(np.float32) - np.float32(dark_level), 0)
+
+
 def coefficient_of_variation(image: np.ndarray) -> float:
     """Std over mean: how uneven an image (e.g. a plate's mean field) is."""
     return float(np.std(image) / np.mean(image))
@@ -79,10 +98,12 @@ def correct_plate(
     high: float,
     folder: str | Path,
     progress: Callable[[Iterable, str], Iterable] = lambda rows, _: rows,
+    dark_level: float = 0.0,
 ) -> list[tuple[float, float]]:
-    """Write each field divided by its channel's illumination function (``functions``, one plane per
-    channel; None leaves fields uncorrected), then scaled so that the plate's ``low`` and ``high``
-    percentiles of each channel map to 0 and 1, as a (channels, H, W) uint16 TIFF in ``folder``.
+    """Write each field, less ``dark_level``, divided by its channel's illumination function
+    (``functions``, one plane per channel; None leaves fields as they are), then scaled so that
+    the plate's ``low`` and ``high`` percentiles of each channel map to 0 and 1, as a
+    (channels, H, W) uint16 TIFF in ``folder``.
 
     Two passes over the plate: the first samples corrected pixels for the percentiles, the second
     writes. ``progress(rows, "percentiles" or "correct")`` wraps each pass's rows (in a tqdm, say).
@@ -92,7 +113,7 @@ def correct_plate(
 
     def corrected(row) -> np.ndarray:
         stack = images.read_field(row, channels)
-        return stack if functions is None else stack / functions
+        return stack if functions is None else subtract_dark(stack, dark_level) / functions
 
     bounds = images.plate_bounds((corrected(row) for _, row in progress(fields.iterrows(), "percentiles")), low, high)
     for _, row in progress(fields.iterrows(), "correct"):

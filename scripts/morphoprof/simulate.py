@@ -27,6 +27,7 @@ from . import metadata as md
 
 CHANNELS = ("DNA", "tubulin", "actin")
 CONTROL = "DMSO"
+CAMERA_OFFSET = 100.0  # the simulated camera's dark level: counts read without light, not shaded
 
 # Log-fold (or additive, for fractions) changes per MOA, BBBC021's MOA names.
 PHENOTYPES: dict[str, dict[str, float]] = {
@@ -483,14 +484,14 @@ def render_field(
     counts *= batch_gain[:, None, None]
     counts *= 6000.0
     # shot and read noise; counts are positive. In place, in the same order as
-    # counts + normal * noise * (sqrt(counts) + 15) + 100, so values do not change.
+    # counts + normal * noise * (sqrt(counts) + 15) + CAMERA_OFFSET, so values do not change.
     noisy = rng.standard_normal(counts.shape)
     noisy *= params.noise
     spread = np.sqrt(counts)
     spread += 15.0
     noisy *= spread
     noisy += counts
-    noisy += 100.0
+    noisy += CAMERA_OFFSET
     raw = np.clip(noisy, 0, 65535, out=noisy).astype(np.uint16)
     return raw, labels.astype(np.uint16)
 

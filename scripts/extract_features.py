@@ -37,7 +37,7 @@ with tqdm(total=len(ids), desc=f"features {snakemake.wildcards.plate}") as progr
         snakemake.threads,
         progress,
     )
-meta = fields[[c for c in fields.columns if c.startswith("Metadata_")]].reset_index(drop=True)
+meta = fields[metadata.metadata_columns(fields)].reset_index(drop=True)
 table = pd.concat([meta, values], axis=1)
 table.to_parquet(snakemake.output.features, index=False)
 if cell_embeddings is not None:

@@ -19,8 +19,7 @@ with tqdm(total=len(ids), desc=f"CellProfiler measurements {snakemake.wildcards.
         snakemake.threads,
         progress,
     )
-meta = fields[[c for c in fields.columns if c.startswith("Metadata_")]]
-meta.merge(objects, on=metadata.FIELD, how="right").to_parquet(snakemake.output.cells, index=False)
+metadata.with_field_metadata(fields, objects).to_parquet(snakemake.output.cells, index=False)
 profiles = measurement.field_profiles(objects)
 profiles.to_parquet(snakemake.output.fields, index=False)
 log.info(

@@ -28,7 +28,6 @@ with tqdm(total=len(fields), desc=f"segment {snakemake.wildcards.plate}") as pro
         progress,
     )
 counts.to_parquet(snakemake.output.table, index=False)
-meta = fields[[c for c in fields.columns if c.startswith("Metadata_")]]
-per_cell = meta.merge(per_cell, on=metadata.FIELD, how="right")
+per_cell = metadata.with_field_metadata(fields, per_cell)
 per_cell.to_parquet(snakemake.output.cells, index=False)
 log.info("segmented %d fields: %d nuclei", len(counts), len(per_cell))

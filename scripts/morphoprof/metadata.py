@@ -46,6 +46,16 @@ def evenly_spread(length: int, count: int) -> np.ndarray:
     return np.unique(np.linspace(0, length - 1, count).round().astype(int))
 
 
+def metadata_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c.startswith("Metadata_")]
+
+
+def with_field_metadata(fields: pd.DataFrame, objects: pd.DataFrame) -> pd.DataFrame:
+    """A per-object table (``Metadata_Field`` on every row) with its field's ``Metadata_`` columns
+    (plate, well, site, compound, ...) in front, so that each row reads on its own."""
+    return fields[metadata_columns(fields)].merge(objects, on=FIELD, how="right")
+
+
 def path_column(channel: str) -> str:
     return f"Path_{channel}"
 

@@ -7,17 +7,13 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA, PLATE, WELL, InputError
+from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA, PLATE, WELL, InputError, metadata_columns
 
 log = logging.getLogger(__name__)
 
 WELL_KEYS = [PLATE, WELL]
 OBJECT_COUNT, SITE_COUNT = "Metadata_Object_Count", "Metadata_Site_Count"  # as pycytominer's aggregate names them
 COUNTS = (OBJECT_COUNT, SITE_COUNT)
-
-
-def metadata_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c.startswith("Metadata_")]
 
 
 def feature_columns(table: pd.DataFrame, family: str | None = None) -> list[str]:

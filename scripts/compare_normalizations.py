@@ -10,22 +10,17 @@ rows = []
 for method in profiles.NORMALIZATIONS:
     settings = {**snakemake.params.settings, "normalization": method}
     try:
-        _, treatments = profiles.build_profiles(wells, snakemake.params.control, settings)
+        normalized, treatments = profiles.build_profiles(wells, snakemake.params.control, settings)
     except ValueError as err:  # e.g. TVN on a batch with a single control well: say so, score the rest
         log.warning("%s cannot run on these wells: %s", method, err)
         rows += [{"normalization": method, "family": family, "note": str(err)} for family in snakemake.params.families]
         continue
     for family in snakemake.params.families:
-        summary, _ = scoring.score(treatments, profiles.feature_columns(treatments, family))
-        rows.append(
-            {
-                "normalization": method,
-                "family": family,
-                **{k: summary[k] for k in ("nsc", "nscb", "nscb_common", "map", "n_features")},
-                "same_batch_neighbours": summary["batch_neighbours"]["same_batch"],
-                "same_batch_chance": summary["batch_neighbours"]["chance"],
-            }
-        )
+        columns = profiles.feature_columns(treatments, family)
+        summary, _ = scoring.score(treatments, columns)
+        activity = scoring.phenotypic_activity(normalized, snakemake.params.control, columns)
+        summary["activity"] = scoring.activity_summary(activity)
+        rows.append({"normalization": method, "family": family, **scoring.headline_row(summary)})
         log.info(
             "%s %s: NSC %s NSCB %s mAP %s", method, family, *(scoring.shown(summary[k]) for k in ("nsc", "nscb", "map"))
         )

@@ -14,8 +14,10 @@ from morphoprof import metadata as md
 SCORE_COMMAND = str(Path(sys.executable).parent / "morphoprof-score")  # installed with the package
 
 
-def _well_profiles(shared_data, signal: float, path: Path):
-    """BBBC021's real wells with CellProfiler-style columns: an MOA signature times ``signal`` plus noise."""
+def _well_profiles(shared_data, signal: float, path: Path, plate_scales: float = 0.0):
+    """BBBC021's real wells with CellProfiler-style columns: an MOA signature times ``signal`` plus
+    noise; with ``plate_scales``, each plate also offsets and scales each feature its own way
+    (log-normal scales of that sigma), as instruments and staining batches do."""
     folder = shared_data / "cytominergallery_bbbc021"
     fields = md.bbbc021_fields(
         folder / "BBBC021_v1_image.csv.gz", folder / "BBBC021_v1_moa.csv", ".", list(md.BBBC021_CHANNELS)
@@ -25,6 +27,11 @@ def _well_profiles(shared_data, signal: float, path: Path):
     signatures = {moa: rng.normal(size=20) for moa in sorted(wells[md.MOA].unique())}
     signatures["DMSO"] = np.zeros(20)
     values = np.stack([signatures[m] for m in wells[md.MOA]]) * signal + rng.normal(size=(len(wells), 20))
+    plates = wells[md.PLATE].to_numpy()
+    for plate in np.unique(plates):
+        on_plate = plates == plate
+        scale, offset = np.exp(rng.normal(scale=plate_scales, size=20)), rng.normal(scale=plate_scales, size=20)
+        values[on_plate] = offset + scale * values[on_plate]
     table = pd.DataFrame(values, columns=[f"Cells_AreaShape_F{i}" for i in range(20)])
     table.insert(0, "Image_Metadata_Well", wells[md.WELL])
     table.insert(0, "Image_Metadata_Plate", wells[md.PLATE])
@@ -32,8 +39,8 @@ def _well_profiles(shared_data, signal: float, path: Path):
     return folder
 
 
-def _score(shared_data, tmp_path, signal):
-    folder = _well_profiles(shared_data, signal, tmp_path / "wells.csv")
+def _score(shared_data, tmp_path, signal, plate_scales=0.0, normalization="zscore"):
+    folder = _well_profiles(shared_data, signal, tmp_path / "wells.csv", plate_scales)
     subprocess.run(
         [
             SCORE_COMMAND,
@@ -48,6 +55,8 @@ def _score(shared_data, tmp_path, signal):
             "Image_Metadata_Well",
             "--family",
             "CellProfiler",
+            "--normalization",
+            normalization,
             "--out",
             str(tmp_path / "scores.json"),
         ],
@@ -65,6 +74,23 @@ def test_bbbc021_well_profiles_go_through_the_same_protocol(shared_data, tmp_pat
     assert scores["nscb_common_dropped_moas"] == ["Cholesterol-lowering", "Kinase inhibitors"]
     assert scores["nsc"] > 0.95 and scores["map"] > 0.8
     assert scores["feature_family"] == "CellProfiler" and scores["n_features"] == 20
+
+
+def test_the_published_per_plate_recipe_undoes_each_plate_s_own_scales(shared_data, tmp_path):
+    """The Ljosa / cytominer gallery recipe (plate_zscore: each plate standardized against its own
+    DMSO wells, treatment means, 1-NN) on wells whose plates each scale and offset every feature
+    their own way: the answer is known, the scores of the same wells without those plate effects,
+    to the last digit. The pooled std of zscore leaves the plate effects in, and scores lower."""
+    keys = ("nsc", "nscb", "nscb_common", "map")
+    clean = _score(shared_data, tmp_path, signal=1.0, normalization="plate_zscore")
+    recipe = _score(shared_data, tmp_path, signal=1.0, plate_scales=1.0, normalization="plate_zscore")
+    pooled = _score(shared_data, tmp_path, signal=1.0, plate_scales=1.0, normalization="zscore")
+    for name, scores in (("clean", clean), ("recipe", recipe), ("zscore", pooled)):
+        print(f"\n{name}: " + ", ".join(f"{k} {scores[k]:.3f}" for k in keys))
+    assert recipe["normalization"] == "plate_zscore"
+    assert [recipe[k] for k in keys] == pytest.approx([clean[k] for k in keys], abs=1e-9)
+    assert pooled["nsc"] < recipe["nsc"] - 0.1 and pooled["map"] < recipe["map"]
+    assert recipe["activity"]["n_treatments"] == 103
 
 
 def test_profiles_without_moa_signal_score_near_chance(shared_data, tmp_path):

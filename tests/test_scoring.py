@@ -289,11 +289,25 @@ def test_headline_table_has_one_row_per_scored_level_and_baseline():
     profiles = _profiles(rows).assign(g_x=[0.0, 1.0, 1.0, 0.0], g_y=[1.0, 0.0, 0.0, 1.0])
     summary, _ = scoring.evaluate(profiles, "f+g", baselines=["g"], levels={"field": "f", "both": "f+g"})
     table = scoring.headline_table(summary)
-    assert table.columns.tolist() == ["level", "feature_family", "nsc", "nscb", "map"]
+    assert table.columns.tolist() == [
+        "level",
+        "feature_family",
+        "nsc",
+        "nscb",
+        "nscb_common",
+        "map",
+        "map_significant_moas",
+        "active_fraction",
+        "same_batch_neighbours",
+        "same_batch_chance",
+        "n_features",
+    ]
     assert table[["level", "feature_family"]].values.tolist() == [["field", "f"], ["both", "f+g"], ["baseline", "g"]]
     assert table.loc[0, ["nsc", "nscb", "map"]].tolist() == [1.0, 1.0, 1.0]  # f pairs a with b, c with d
     assert table.loc[1, "nsc"] == summary["nsc"]
-    assert table.loc[2, "nsc"] == 0.0  # g pairs a with c: never the same MOA
+    assert table.loc[2, "nsc"] == 0.0  # g pairs a with d, b with c: never the same MOA
+    assert table.loc[2, ["same_batch_neighbours", "same_batch_chance"]].tolist() == [0.0, 0.333]  # nor batch
+    assert table["active_fraction"].isna().all()  # no wells given: activity not measured
 
 
 def test_treatments_of_one_well_have_no_activity_to_test():

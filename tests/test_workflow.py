@@ -117,7 +117,8 @@ def _table_rows(page: str) -> list[list[str]]:
 
 def test_the_report_opens_on_the_scores_and_the_qc_counts(default_run):
     """The report's first page shows NSC, NSCB and mAP of every scored level and baseline, as in
-    moa.json, and the fields kept (those the well profiles count) and dropped, and why."""
+    moa.json, with the share of MOAs whose mAP is significant, the active treatments and the batch
+    structure left, and the fields kept (those the well profiles count) and dropped, and why."""
     _snakemake(default_run, "--report", "report.html")
     rows = _table_rows(_landing_page((default_run / "report.html").read_text(errors="replace")))
     scores = json.loads((default_run / "results/scores/moa.json").read_text())
@@ -125,7 +126,11 @@ def test_the_report_opens_on_the_scores_and_the_qc_counts(default_run):
         *((level, s["feature_family"], s) for level, s in scores["levels"].items()),
         ("baseline", "Intensity", scores["baselines"]["Intensity"]),
     ]:
-        assert [level, family, *(f"{summary[k]:.3f}" for k in ("nsc", "nscb", "map"))] in rows
+        shown = [summary[k] for k in ("nsc", "nscb", "nscb_common", "map", "map_significant_moas")] + [
+            summary["activity"]["active_fraction"],
+            *summary["batch_neighbours"].values(),
+        ]
+        assert [level, family, *(f"{v:.3f}" for v in shown), str(summary["n_features"])] in rows
     assert ["both", "CNN+CellCNN", f"{scores['nsc']:.3f}"] == next(r for r in rows if r[0] == "both")[:3]
     counts = dict(zip(next(r for r in rows if r[0] == "Metadata_Plate"), next(r for r in rows if r[0] == "all")))
     image_qc = pd.concat(pd.read_parquet(p) for p in (default_run / "results/qc").glob("*.parquet"))

@@ -73,8 +73,8 @@ def score(args) -> None:
         f"{len(table) - len(wells)} left out",
         file=sys.stderr,
     )
-    _, treatments = profiles.build_profiles(wells, args.control, settings)
-    summary, _ = scoring.evaluate(treatments, args.family)
+    normalized, treatments = profiles.build_profiles(wells, args.control, settings)
+    summary, _ = scoring.evaluate(treatments, args.family, wells=normalized, control=args.control)
     summary["normalization"] = settings["normalization"]
     Path(args.out).write_text(json.dumps(summary, indent=2))
     if args.treatments:

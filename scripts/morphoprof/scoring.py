@@ -376,7 +376,15 @@ def shown(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-HEADLINE = ("nsc", "nscb", "nscb_common", "map", "n_features")
+HEADLINE = ("nsc", "nscb", "nscb_common", "map", "map_significant_moas", "batch_neighbours", "n_features")
+
+
+def activity_summary(activity: pd.DataFrame) -> dict:
+    """:func:`phenotypic_activity`'s table in a sentence: the share of treatments active, of how many."""
+    return {
+        "active_fraction": float(activity["significant"].mean()) if len(activity) else None,
+        "n_treatments": int(len(activity)),
+    }
 
 
 def evaluate(
@@ -390,7 +398,7 @@ def evaluate(
     """Scores of one feature family (or '+'-joined families), with the headline scores of
     baseline families and of each profile level (``{"field": "CNN", ...}``) beside them; given
     the normalized wells, each treatment's phenotypic activity against the ``control`` wells too
-    (``activity`` in the summary, its columns in the table)."""
+    (``activity`` in the summary and in each level's and baseline's, its columns in the table)."""
     from .profiles import feature_columns
 
     columns = feature_columns(treatments, family)
@@ -400,27 +408,47 @@ def evaluate(
     summary = {"feature_family": family, **summary, "baselines": {}, "levels": {}}
     if wells is not None:
         activity = phenotypic_activity(wells, control, columns)
-        summary["activity"] = {
-            "active_fraction": float(activity["significant"].mean()) if len(activity) else None,
-            "n_treatments": int(len(activity)),
-        }
+        summary["activity"] = activity_summary(activity)
         renamed = {c: f"activity_{c}" for c in ("mean_average_precision", "corrected_p_value")}
         activity = activity.rename(columns={**renamed, "significant": "active"}).drop(columns="p_value")
         table = table.merge(activity, on=[COMPOUND, CONCENTRATION], how="left")
     for key, others in (("baselines", {b: b for b in baselines}), ("levels", levels or {})):
         for name, other in others.items():
-            other_summary, _ = score(treatments, feature_columns(treatments, other))
+            other_columns = feature_columns(treatments, other)
+            other_summary, _ = score(treatments, other_columns)
             summary[key][name] = {"feature_family": other, **{k: other_summary[k] for k in HEADLINE}}
+            if wells is not None:
+                summary[key][name]["activity"] = activity_summary(phenotypic_activity(wells, control, other_columns))
     return summary, table
 
 
+def headline_row(summary: dict) -> dict:
+    """The headline scores of one summary (:func:`score`'s, or a level's in :func:`evaluate`'s) as
+    one flat table row: NSC, NSCB, mAP and the share of MOAs whose mAP is significant, the share of
+    treatments active against the controls (where measured), and the batch structure left, the
+    share of NSC neighbours in the query's batch beside its chance level."""
+    return {
+        **{k: summary[k] for k in ("nsc", "nscb", "nscb_common", "map", "map_significant_moas")},
+        "active_fraction": summary.get("activity", {}).get("active_fraction"),
+        "same_batch_neighbours": summary["batch_neighbours"]["same_batch"],
+        "same_batch_chance": summary["batch_neighbours"]["chance"],
+        "n_features": summary["n_features"],
+    }
+
+
 def headline_table(summary: dict) -> pd.DataFrame:
-    """NSC, NSCB and mAP of each scored profile level and each baseline family, one row each, from
-    :func:`evaluate`'s summary: the numbers a run is judged by, as one table for the report's
-    first page. Baselines have ``baseline`` as their level; scores a screen cannot give stay null."""
-    rows = [{"level": level, **scores} for level, scores in summary["levels"].items()]
-    rows += [{"level": "baseline", **scores} for scores in summary["baselines"].values()]
-    return pd.DataFrame(rows, columns=["level", "feature_family", "nsc", "nscb", "map"])
+    """The headline scores (:func:`headline_row`) of each scored profile level and each baseline
+    family, one row each, from :func:`evaluate`'s summary: the numbers a run is judged by, as one
+    table for the report's first page. Baselines have ``baseline`` as their level; scores a screen
+    cannot give stay null."""
+    rows = [
+        {"level": level, "feature_family": scores["feature_family"], **headline_row(scores)}
+        for level, scores in (
+            *summary["levels"].items(),
+            *(("baseline", scores) for scores in summary["baselines"].values()),
+        )
+    ]
+    return pd.DataFrame(rows)
 
 
 def pair_distances(profiles: pd.DataFrame, features: list[str]) -> dict[str, np.ndarray]:

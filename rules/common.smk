@@ -47,6 +47,11 @@ def illumination_functions(wildcards):
     return expand("results/illumination/{plate}/{channel}.tif", plate=wildcards.plate, channel=CHANNELS)
 
 
+def dark_frames(wildcards):
+    """The camera's dark frames, where the config names them: their mean is subtracted before correction."""
+    return {"dark_frames": config["illumination"]["dark_frames"]} if config["illumination"]["dark_frames"] else {}
+
+
 def illumination_plots():
     if not config["illumination"]["correct"]:
         return []

@@ -45,6 +45,7 @@ rule qc_plate:
 
 rule illumination_function:
     input:
+        unpack(dark_frames),
         manifest="results/manifests/{plate}.parquet",
         qc="results/qc/{plate}.parquet",
     output:
@@ -73,6 +74,7 @@ rule illumination_function:
 
 rule correct_plate:
     input:
+        unpack(dark_frames),
         manifest="results/manifests/{plate}.parquet",
         functions=illumination_functions,
     output:
@@ -91,5 +93,6 @@ rule correct_plate:
         channels=CHANNELS,
         intensity=config["intensity"],
         dark_level=config["illumination"]["dark_level"],
+        dark_frames=config["illumination"]["dark_frames"],
     script:
         "../scripts/correct_plate.py"

@@ -222,6 +222,12 @@ CASES = [
         r"config segmentation.cells.channel: 'mito' is not one of the channels",
     ),
     (
+        "config dark level and dark frames both",
+        _both(_set("illumination.dark_level", 100), _set("illumination.dark_frames", "img/dark.tif")),
+        "parse",
+        r"config illumination.dark_level: set it to 0 with illumination.dark_frames",
+    ),
+    (
         "config control in another case",
         _set("control", "dmso"),
         "parse",

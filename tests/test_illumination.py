@@ -72,6 +72,54 @@ def test_subtracting_the_dark_level_recovers_more_of_the_simulated_shading():
         assert residual[simulate.CAMERA_OFFSET] < min(0.85 * residual[0.0], RESIDUAL_SHADING_BOUND)
 
 
+def test_dark_frames_remove_the_sensor_s_fixed_pattern_that_one_level_leaves_in():
+    """A camera whose dark signal rises across the sensor (200 counts left to right over its offset,
+    as amplifier glow does): subtracting the mean of 8 dark frames pixel by pixel leaves the
+    residual shading of a flat offset (0.032, 0.036, 0.061), where subtracting their one mean level
+    leaves the ramp in the function (0.103, 0.070, 0.146)."""
+    params = simulate.ScreenParams(
+        plates=1, batches=1, sites=3, moas=2, illumination_strength=0.6, blank_fraction=0, debris_fraction=0
+    )
+    fields = list(simulate.simulate_plate(params, "SIM01"))
+    ramp = np.linspace(0, 200, params.width, dtype=np.float32)[None, :]
+    rng = np.random.default_rng(0)
+    frames = simulate.CAMERA_OFFSET + ramp + rng.normal(scale=15, size=(8, params.height, params.width))
+    for channel in range(3):
+        truth = simulate.illumination_field(params, 0, channel)
+        mean = il.running_mean(raw[channel].astype(np.float32) + ramp for _, raw, _ in fields)
+        residual = {
+            name: il.coefficient_of_variation(truth / il.illumination_function(mean - dark))
+            for name, dark in (("level", float(frames.mean())), ("frames", frames.mean(axis=0)))
+        }
+        print(
+            f"\nchannel {channel}: residual shading, less one level {residual['level']:.3f}, "
+            f"less the dark frames {residual['frames']:.3f}"
+        )
+        assert residual["frames"] < min(0.6 * residual["level"], RESIDUAL_SHADING_BOUND)
+
+
+def test_dark_frames_are_averaged_and_must_match_the_fields(tmp_path):
+    images.write_tiff(tmp_path / "field.tif", np.zeros((6, 8), np.uint16))
+    images.write_tiff(
+        tmp_path / "dark.tif", np.stack([np.full((6, 8), 100, np.uint16), np.full((6, 8), 104, np.uint16)])
+    )
+    images.write_tiff(tmp_path / "binned.tif", np.zeros((3, 4), np.uint16))
+    assert il.camera_dark(100, "", tmp_path / "field.tif") == 100.0
+    dark = il.camera_dark(0, str(tmp_path / "dark.tif"), tmp_path / "field.tif")
+    assert dark.shape == (6, 8) and np.all(dark == 102)
+    with pytest.raises(
+        InputError, match=r"illumination.dark_frames: .*binned.tif holds frames of 3x4 px, the fields are 6x8"
+    ):
+        il.camera_dark(0, str(tmp_path / "binned.tif"), tmp_path / "field.tif")
+    mean = np.full((6, 8), 150.0, np.float32)
+    mean[0, :3] = 90.0
+    with pytest.raises(
+        InputError, match=r"dark_frames: the dark frames' mean reaches plate P1 DNA's mean field at 3 of 48"
+    ):
+        il.check_dark_level(mean, dark, "plate P1 DNA")
+    assert np.array_equal(il.subtract_dark(np.full((2, 6, 8), 100, np.uint16), dark), np.zeros((2, 6, 8)))
+
+
 def test_a_dark_level_above_the_images_is_named():
     mean = np.full((8, 8), 30.0, np.float32)  # an 8-bit plate, offset-corrected already
     il.check_dark_level(mean, 0.0, "plate P1 DNA")

@@ -15,7 +15,7 @@ import tifffile
 import yaml
 from classical import watershed_baseline
 
-from morphoprof import measurement, segmentation
+from morphoprof import illumination, measurement, segmentation, simulate
 from morphoprof import metadata as md
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,7 +243,7 @@ def test_nuclear_diameter_is_estimated(default_run, radius):
     """Nuclei half and 2.8 times the size the default model learnt (radius 7): the estimate from the
     model's own first pass lands within 10 % of the true median diameter, and segmenting at it
     scores AP@0.5 above 0.95 and no lower than at the model's diameter. The plate jobs log theirs."""
-    from morphoprof import images, simulate
+    from morphoprof import images
 
     params = simulate.ScreenParams(
         plates=1,
@@ -315,6 +315,31 @@ def test_illumination_correction_does_not_lower_nsc(default_run, tmp_path):
     )
     assert corrected["nsc"] >= uncorrected["nsc"] and corrected["map"] >= uncorrected["map"]
     assert (corrected["nsc"], corrected["map"]) != (uncorrected["nsc"], uncorrected["map"])
+
+
+def test_dark_frames_are_subtracted_before_the_function_is_built(default_run, tmp_path):
+    """illumination.dark_frames on a finished run: the asked plate's functions and corrected fields
+    are made again, each function from its QC-passing raw fields less the frames' pixel-wise mean."""
+    shutil.copytree(default_run / "results", tmp_path / "results")
+    rng = np.random.default_rng(0)
+    frames = (simulate.CAMERA_OFFSET + rng.normal(scale=15, size=(4, 256, 256))).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "dark.tif", frames, photometric="minisblack")
+    workdir = _workdir(tmp_path, illumination={**DEFAULT_CONFIG["illumination"], "dark_frames": "dark.tif"})
+    result = _snakemake(workdir, "--cores", "2", "results/corrected/SIM01")
+    log = result.stdout + result.stderr
+    assert re.search(r"^illumination_function\s+3$", log, re.M) and re.search(r"^correct_plate\s+1$", log, re.M), log
+    manifest = pd.read_parquet(workdir / "results/manifests/SIM01.parquet")
+    passed = manifest[
+        manifest[md.FIELD].isin(pd.read_parquet(workdir / "results/qc/SIM01.parquet").query("QC_Pass")[md.FIELD])
+    ]
+    for channel in DEFAULT_CONFIG["channels"]:
+        mean = illumination.running_mean(
+            tifffile.imread(workdir / p).astype(np.float32) for p in passed[md.path_column(channel)]
+        )
+        expected = illumination.illumination_function(mean - frames.mean(axis=0, dtype=np.float64).astype(np.float32))
+        written = tifffile.imread(workdir / f"results/illumination/SIM01/{channel}.tif")
+        assert np.allclose(written, expected, rtol=1e-5), channel
+        assert not np.allclose(written, tifffile.imread(default_run / f"results/illumination/SIM01/{channel}.tif"))
 
 
 def test_rerun_has_nothing_to_do(default_run):

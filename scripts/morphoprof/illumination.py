@@ -3,7 +3,8 @@
 The illumination function of a plate and channel is the mean of its fields, less the camera's
 dark level, heavily smoothed, then divided by its robust minimum so that it is >= 1; corrected
 images are the raw images, less the dark level, divided by it. The dark level (the counts a
-camera reads without light) is not illuminated: left in, it flattens the function. The mean is
+camera reads without light: one number, or the mean of dark frames, pixel by pixel) is not
+illuminated: left in, it flattens the function. The mean is
 accumulated one field at a time, so memory does not grow with the number of fields.
 """
 
@@ -67,22 +68,52 @@ def illumination_function(
     return np.maximum(smooth / floor, 1.0).astype(np.float32)
 
 
-def check_dark_level(mean_image: np.ndarray, dark_level: float, where: str) -> None:
-    """A dark level at or above a plate's darkest mean pixel would leave no light to correct: the
-    config names the wrong camera, or images already offset-corrected (8-bit ones, say)."""
+def camera_dark(dark_level: float, dark_frames: str, field: str | Path) -> float | np.ndarray:
+    """What the camera reads without light: the pixel-wise mean of the TIFF of ``dark_frames``
+    (frames taken with the shutter closed, at the screen's exposure and binning) where one is
+    named, which also holds the sensor's fixed pattern; otherwise the one number ``dark_level``.
+    The frames must have the shape of ``field``, one of the plate's images (its header is read)."""
+    if not dark_frames:
+        return float(dark_level)
+    from .images import image_header, read_frames
     from .metadata import InputError
 
-    darkest = float(mean_image.min())
-    if dark_level >= darkest:
+    frames = read_frames(dark_frames)
+    field_shape, _ = image_header(field)
+    if frames.shape[1:] != field_shape:
         raise InputError(
-            f"config illumination.dark_level: {dark_level:g} counts, but the darkest pixel of {where}'s mean field "
-            f"is {darkest:.1f}; set your camera's dark level (the mean of a dark frame), or 0"
+            f"config illumination.dark_frames: {dark_frames} holds frames of {frames.shape[1]}x{frames.shape[2]} px, "
+            f"the fields are {field_shape[0]}x{field_shape[1]} px"
+        )
+    return frames.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def check_dark_level(mean_image: np.ndarray, dark: float | np.ndarray, where: str) -> None:
+    """A dark level at or above a plate's mean field, at its darkest pixel (or, for dark frames, at
+    any pixel) would leave no light to correct: the config names the wrong camera, or images
+    already offset-corrected (8-bit ones, say)."""
+    from .metadata import InputError
+
+    if np.ndim(dark) == 0:
+        darkest = float(mean_image.min())
+        if dark >= darkest:
+            raise InputError(
+                f"config illumination.dark_level: {dark:g} counts, but the darkest pixel of {where}'s mean field "
+                f"is {darkest:.1f}; set your camera's dark level (the mean of a dark frame), or 0"
+            )
+        return
+    unlit = int(np.count_nonzero(dark >= mean_image))
+    if unlit:
+        raise InputError(
+            f"config illumination.dark_frames: the dark frames' mean reaches {where}'s mean field at {unlit} of "
+            f"{mean_image.size} pixels; are they this camera's, at the screen's exposure and binning?"
         )
 
 
-def subtract_dark(image: np.ndarray, dark_level: float) -> np.ndarray:
-    """An image's counts above the camera's dark level, as float32 (none below 0)."""
-    return np.maximum(image.astype(np.float32) - np.float32(dark_level), 0)
+def subtract_dark(image: np.ndarray, dark: float | np.ndarray) -> np.ndarray:
+    """An image's counts above the camera's dark level (a number, or an image of the field's
+    shape, which a stack of channels shares), as float32, none below 0."""
+    return np.maximum(image.astype(np.float32) - np.asarray(dark, np.float32), 0)
 
 
 def coefficient_of_variation(image: np.ndarray) -> float:
@@ -98,12 +129,12 @@ def correct_plate(
     high: float,
     folder: str | Path,
     progress: Callable[[Iterable, str], Iterable] = lambda rows, _: rows,
-    dark_level: float = 0.0,
+    dark: float | np.ndarray = 0.0,
 ) -> list[tuple[float, float]]:
-    """Write each field, less ``dark_level``, divided by its channel's illumination function
-    (``functions``, one plane per channel; None leaves fields as they are), then scaled so that
-    the plate's ``low`` and ``high`` percentiles of each channel map to 0 and 1, as a
-    (channels, H, W) uint16 TIFF in ``folder``.
+    """Write each field, less the camera's ``dark`` level (:func:`camera_dark`), divided by its
+    channel's illumination function (``functions``, one plane per channel; None leaves fields as
+    they are), then scaled so that the plate's ``low`` and ``high`` percentiles of each channel map
+    to 0 and 1, as a (channels, H, W) uint16 TIFF in ``folder``.
 
     Two passes over the plate: the first samples corrected pixels for the percentiles, the second
     writes. ``progress(rows, "percentiles" or "correct")`` wraps each pass's rows (in a tqdm, say).
@@ -113,7 +144,7 @@ def correct_plate(
 
     def corrected(row) -> np.ndarray:
         stack = images.read_field(row, channels)
-        return stack if functions is None else subtract_dark(stack, dark_level) / functions
+        return stack if functions is None else subtract_dark(stack, dark) / functions
 
     bounds = images.plate_bounds((corrected(row) for _, row in progress(fields.iterrows(), "percentiles")), low, high)
     for _, row in progress(fields.iterrows(), "correct"):

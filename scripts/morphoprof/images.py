@@ -19,17 +19,28 @@ import tifffile
 from .metadata import InputError, path_column
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """A 2-D grey image of integer or float pixels."""
+def _read_tiff(path: str | Path) -> np.ndarray:
     try:
-        image = tifffile.imread(path)
+        return np.squeeze(tifffile.imread(path))
     except FileNotFoundError as err:
         raise InputError(f"{path}: image not found") from err
     except (tifffile.TiffFileError, ValueError, OSError, RuntimeError, zlib.error) as err:  # codecs' errors
         raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
-    image = np.squeeze(image)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A 2-D grey image of integer or float pixels."""
+    image = _read_tiff(path)
     _check_grey(path, image.shape, image.dtype)
     return image
+
+
+def read_frames(path: str | Path) -> np.ndarray:
+    """A TIFF of one or more 2-D grey frames of one size (a series of dark frames, say) as (frames, H, W)."""
+    frames = _read_tiff(path)
+    frames = frames[None] if frames.ndim == 2 else frames
+    _check_grey(path, frames.shape[1:], frames.dtype)
+    return frames
 
 
 def _check_grey(path, shape: tuple[int, ...], dtype: np.dtype) -> None:

@@ -90,6 +90,11 @@ def check_settings(config: dict) -> None:
         raise md.InputError(
             f"config features.export_cells: cells are embedded only with features.level cell or both, not {level}"
         )
+    if config["illumination"]["dark_frames"] and config["illumination"]["dark_level"]:
+        raise md.InputError(
+            "config illumination.dark_level: set it to 0 with illumination.dark_frames, whose mean is subtracted "
+            "instead"
+        )
     cells = segmentation["cells"]
     if cells["model"] and cells["channel"] not in config["channels"]:
         raise md.InputError(

@@ -7,6 +7,7 @@ FIELDS = screen.plan(config, Path(workflow.basedir) / "config" / "config.schema.
 PLATES = sorted(FIELDS[metadata.PLATE].unique())
 CHANNELS = list(config["channels"])
 SIMULATED = config["input"]["format"] == "simulated"
+WHOLE_CELLS = bool(config["segmentation"]["cells"]["model"])  # cells segmented around the nuclei
 TRAINING_FOLDER = config["segmentation"]["train"]["images"]
 
 
@@ -111,10 +112,12 @@ def cellprofiler_profiles(wildcards):
 
 def scored_families():
     """The families scored beside the configured level: the baselines, and with features.cellprofiler
-    the CellProfiler family (``Nuclei``) alone and combined with the level's."""
+    the CellProfiler family alone and combined with the level's: ``Nuclei``, or ``Nuclei+Cells``
+    where whole cells are segmented and measured too."""
     baselines = list(config["scoring"]["baselines"])
     if config["features"]["cellprofiler"]:
-        baselines += ["Nuclei", f"{features.level_family(config['features']['level'])}+Nuclei"]
+        cellprofiler = "Nuclei+Cells" if WHOLE_CELLS else "Nuclei"
+        baselines += [cellprofiler, f"{features.level_family(config['features']['level'])}+{cellprofiler}"]
     return baselines
 
 

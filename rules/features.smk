@@ -45,5 +45,6 @@ rule measure_cellprofiler:
     params:
         channels=CHANNELS,
         measurements=config["features"]["cellprofiler"],
+        cells=WHOLE_CELLS,
     script:
         "../scripts/measure_cellprofiler.py"

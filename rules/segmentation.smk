@@ -86,7 +86,7 @@ rule segmentation_qc:
     params:
         settings=config["segmentation"]["qc"],
         overlays=4,
-        cells=bool(config["segmentation"]["cells"]["model"]),
+        cells=WHOLE_CELLS,
     script:
         "../scripts/segmentation_qc.py"
 

@@ -1,5 +1,6 @@
 """Rule measure_cellprofiler: CellProfiler's measurements (cp-measure) of every nucleus of a plate,
-per nucleus and as field means, the CellProfiler feature family scored beside the CNN ones."""
+and of the cell around it where cells are segmented, per nucleus and as field means, the
+CellProfiler feature family scored beside the CNN ones."""
 
 import pandas as pd
 from tqdm import tqdm
@@ -16,6 +17,7 @@ with tqdm(total=len(ids), desc=f"CellProfiler measurements {snakemake.wildcards.
         ids,
         snakemake.params.channels,
         snakemake.params.measurements,
+        snakemake.params.cells,
         snakemake.threads,
         progress,
     )
@@ -26,6 +28,6 @@ log.info(
     "%d nuclei of %d fields: %d measurements each, %d in field profiles",
     len(objects),
     len(ids),
-    objects.shape[1] - 2,
+    objects.shape[1] - len(metadata.metadata_columns(objects)),
     profiles.shape[1] - 1,
 )

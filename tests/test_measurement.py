@@ -112,3 +112,62 @@ def test_field_profiles_average_what_objects_look_like_not_where_they_are():
         "Nuclei_RadialDistribution_FracAtD_DNA_1of4",
     ]
     assert profiles.to_numpy().tolist() == [["F1", 15.0, 0.2], ["F2", 30.0, 0.4]]
+
+
+def _field_with_cells():
+    """Two nuclei inside two cells of 120 and 300 px, and a nucleus whose centre is on background;
+    actin is 0.2 in the first cell and 0.6 in the second, DNA 0.8 in every nucleus."""
+    cells = np.zeros((40, 40), np.uint16)
+    cells[0:10, 0:12] = 1
+    cells[15:35, 15:30] = 2
+    nuclei = np.zeros((40, 40), np.uint16)
+    nuclei[3:7, 3:7] = 1
+    nuclei[20:26, 20:26] = 2
+    nuclei[36:39, 2:5] = 3
+    actin = np.select([cells == 1, cells == 2], [0.2, 0.6], 0.0)
+    return nuclei, cells, np.stack([np.where(nuclei > 0, 0.8, 0.0), actin])
+
+
+def test_cellprofiler_measurements_of_whole_cells_join_each_nucleus_to_the_cell_around_it(tmp_path):
+    """measure_plate on written stacks and masks: with whole cells, each nucleus' row holds cp-measure's
+    measurements of the cell around its centre as ``Cells_*`` (NaN for a nucleus on background), and
+    field means hold both compartments; without, only the nuclei are measured."""
+    from morphoprof import images, profiles
+
+    nuclei, cells, stack = _field_with_cells()
+    for field_id in ("F1", "F2"):
+        images.write_tiff(images.corrected_path(tmp_path / "corrected", field_id), images.to_uint16(stack))
+        images.write_tiff(images.mask_path(tmp_path / "masks", field_id), nuclei)
+        images.write_tiff(images.mask_path(tmp_path / "masks", field_id, "cells"), cells)
+    args = (tmp_path / "corrected", tmp_path / "masks", ["F1", "F2"], ["DNA", "actin"], ["intensity", "sizeshape"])
+
+    table = measurement.measure_plate(*args, whole_cells=True, workers=1)
+    assert table.columns[:3].tolist() == ["Metadata_Field", "Metadata_ObjectNumber", "Metadata_Cells_ObjectNumber"]
+    field = table[table["Metadata_Field"] == "F1"]
+    assert field["Metadata_ObjectNumber"].tolist() == [1, 2, 3]
+    assert field["Metadata_Cells_ObjectNumber"].tolist() == [1, 2, 0]
+    assert field["Nuclei_AreaShape_Area"].tolist() == [16, 36, 9]
+    assert field["Cells_AreaShape_Area"].tolist()[:2] == [120, 300]
+    actin = field["Cells_Intensity_MeanIntensity_actin"].to_numpy()
+    assert np.allclose(actin[:2], [0.2, 0.6], atol=1e-4)
+    orphan = field.iloc[2][[c for c in field.columns if c.startswith("Cells_")]]
+    assert orphan.isna().all()
+    assert {"Cells_AreaShape_FormFactor", "Cells_Intensity_MeanIntensity_DNA"} <= set(table.columns)
+
+    means = measurement.field_profiles(table)
+    assert means.loc[0, "Cells_AreaShape_Area"] == 210.0  # the orphan left out
+    assert profiles.feature_columns(means.assign(CellCNN_0=0.0), "Cells") == [
+        c for c in means.columns if c.startswith("Cells_")
+    ]
+
+    nuclei_only = measurement.measure_plate(*args, workers=1)
+    assert not any(c.startswith("Cells_") or c == "Metadata_Cells_ObjectNumber" for c in nuclei_only.columns)
+    pd.testing.assert_frame_equal(nuclei_only, table[nuclei_only.columns])
+
+
+def test_per_cell_table_leaves_a_nucleus_on_background_without_a_cell():
+    """measure_objects pairs nuclei with cells as measure_plate does (:func:`measurement.with_cells`)."""
+    nuclei, cells, stack = _field_with_cells()
+    table = measurement.measure_objects(nuclei, stack.astype(np.float32), ["DNA", "actin"], cells)
+    assert table["Metadata_Cells_ObjectNumber"].tolist() == [1, 2, 0]
+    assert table["Cells_AreaShape_Area"].tolist()[:2] == [120, 300] and np.isnan(table["Cells_AreaShape_Area"][2])

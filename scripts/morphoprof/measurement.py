@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metadata import CELL_NUMBER, FIELD, NUCLEUS_CENTRE, NUCLEUS_NUMBER
+from .metadata import CELL_NUMBER, FIELD, NUCLEUS_NUMBER
 
 # cp-measure's measurement groups (CellProfiler's MeasureObject* modules). Costes' colocalization
 # takes about a second a field (256x256 px, 35 nuclei) alone, several times all the others together.
@@ -71,11 +71,35 @@ def measure_objects(
     table = measured(nuclei, "Nuclei", NUCLEUS_NUMBER)
     if cells is None:
         return table
+    return with_cells(table, nuclei, cells, measured(cells, "Cells", CELL_NUMBER))
+
+
+def with_cells(
+    objects: pd.DataFrame, nuclei: np.ndarray, cells: np.ndarray, cell_measurements: pd.DataFrame
+) -> pd.DataFrame:
+    """Each nucleus' row (``Metadata_ObjectNumber``) with the cell holding its centre
+    (``Metadata_Cells_ObjectNumber``, 0 where the centre falls on background) and that cell's
+    measurements (NaN there): the one place nuclei are paired with whole cells, whatever measures them.
+
+    Parameters
+    ----------
+    objects : pandas.DataFrame
+        One row per nucleus, by its label in ``nuclei``.
+    nuclei, cells : numpy.ndarray
+        (H, W) integer labels, background 0.
+    cell_measurements : pandas.DataFrame
+        One row per cell, by its label in ``Metadata_Cells_ObjectNumber``.
+    """
+    from skimage import measure
+
+    centres = measure.regionprops_table(nuclei, properties=("label", "centroid"))
     rows, cols = (
-        np.clip(table[centre].round().astype(int), 0, size - 1) for centre, size in zip(NUCLEUS_CENTRE, cells.shape)
+        np.clip(np.round(centres[f"centroid-{axis}"]).astype(int), 0, size - 1) for axis, size in enumerate(cells.shape)
     )
-    table.insert(1, CELL_NUMBER, cells[rows, cols].astype(np.int64))
-    return table.merge(measured(cells, "Cells", CELL_NUMBER), on=CELL_NUMBER, how="left")
+    holding = pd.Series(cells[rows, cols].astype(np.int64), index=centres["label"])
+    linked = objects.copy()
+    linked.insert(1, CELL_NUMBER, linked[NUCLEUS_NUMBER].map(holding).astype(np.int64))
+    return linked.merge(cell_measurements, on=CELL_NUMBER, how="left")
 
 
 def cellprofiler_name(compartment: str, name: str) -> str:
@@ -152,16 +176,19 @@ def measure_plate(
     field_ids: list[str],
     channels: list[str],
     measurements: list[str],
+    whole_cells: bool = False,
     workers: int = 2,
     progress=None,
 ) -> pd.DataFrame:
     """CellProfiler's measurements of every nucleus of a plate's corrected fields (one row per
-    nucleus, ``Metadata_Field`` first), ``workers`` fields at a time in worker processes."""
+    nucleus, ``Metadata_Field`` first), ``workers`` fields at a time in worker processes. With
+    ``whole_cells`` (cells segmented), each row also holds the measurements of the cell around the
+    nucleus (``Cells_*``, see :func:`with_cells`), from the masks' ``<field>_cells.tif``."""
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max(workers, 1), initializer=_one_blas_thread) as pool:
         tables = []
-        jobs = [(folder, masks_folder, f, channels, measurements) for f in field_ids]
+        jobs = [(folder, masks_folder, f, channels, measurements, whole_cells) for f in field_ids]
         for field_id, table in zip(field_ids, pool.map(_measure_field, jobs)):
             tables.append(table.assign(**{FIELD: field_id}))
             if progress is not None:
@@ -181,9 +208,15 @@ def _one_blas_thread() -> None:
 def _measure_field(job) -> pd.DataFrame:
     from . import images
 
-    folder, masks_folder, field_id, channels, measurements = job
-    labels = images.read_image(images.mask_path(masks_folder, field_id))
-    return cellprofiler_measurements(labels, images.read_corrected(folder, field_id), channels, measurements)
+    folder, masks_folder, field_id, channels, measurements, whole_cells = job
+    stack = images.read_corrected(folder, field_id)
+    nuclei = images.read_image(images.mask_path(masks_folder, field_id))
+    table = cellprofiler_measurements(nuclei, stack, channels, measurements)
+    if not whole_cells:
+        return table
+    cells = images.read_image(images.mask_path(masks_folder, field_id, "cells"))
+    cell_table = cellprofiler_measurements(cells, stack, channels, measurements, "Cells")
+    return with_cells(table, nuclei, cells, cell_table.rename(columns={NUCLEUS_NUMBER: CELL_NUMBER}))
 
 
 def field_profiles(objects: pd.DataFrame) -> pd.DataFrame:

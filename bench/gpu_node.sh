@@ -7,7 +7,8 @@
 # Installs the carried wheels, then runs bench/stages.py (each GPU stage against its bare network,
 # GPU utilization) and bench/chain.py (a BBBC021-shaped simulated screen through Snakemake, projected
 # to 13,200 fields) with nvidia-smi's utilization log beside them; writes gpu.txt, stages.txt,
-# chain.txt and dmon.txt to OUT (default: $OUT, the device tool's folder).
+# chain.txt, dmon.txt and profile/<stage>.txt (where each GPU rule's time goes) to OUT (default: $OUT,
+# the device tool's folder).
 set -euo pipefail
 wheels=$1
 out=${2:-$OUT}
@@ -19,5 +20,5 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out
 nvidia-smi dmon -s u -d 2 >"$out/dmon.txt" &
 dmon=$!
 trap 'kill $dmon' EXIT
-python3 bench/stages.py --fields 64 --threads "$cores" 2>&1 | grep -v "Sparse invariant\|sparse_coo_tensor" | tee "$out/stages.txt"
+python3 bench/stages.py --fields 64 --threads "$cores" --profile "$out/profile" 2>&1 | grep -v "Sparse invariant\|sparse_coo_tensor" | tee "$out/stages.txt"
 python3 bench/chain.py --plates 4 --sites 4 --cores "$cores" --snakemake-args="--scheduler greedy" 2>&1 | tee "$out/chain.txt"

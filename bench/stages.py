@@ -16,11 +16,20 @@ torch, else nvidia-smi), the rate of mask computation per core (the rule spreads
 workers), and the goals. The Cellpose model is the small U-Net the workflow trains,
 trained here on the simulated nuclei unless --model names one.
 
+With --profile DIR, each stage's rule path runs once more, untimed, under cProfile (where the main
+thread spends its time: waiting on readers, converting, synchronizing) and torch's profiler (which
+operators take the host's and the device's time), and each stage's two tables go to
+DIR/<stage>.txt: where the rule loses to its bare network, read from one run on a GPU node.
+
   python bench/stages.py [--fields 16] [--size 1024 1280] [--cells 7.5] [--threads N] [--model PATH]
+                         [--profile DIR]
 """
 
 import argparse
+import cProfile
+import io
 import os
+import pstats
 import subprocess
 import tempfile
 import threading
@@ -106,6 +115,32 @@ def timed(device, run):
     return seconds, result, gpu.mean
 
 
+def profiled(device, run, path: Path | None) -> None:
+    """Run once under cProfile and torch's profiler and write both tables to ``path`` (None: skip).
+    The main thread's Python calls, by their own time, then torch's operators, by their own device
+    time on a GPU (by host time on a CPU)."""
+    if path is None:
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    python = cProfile.Profile()
+    with profile(activities=activities) as operators:
+        python.enable()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        python.disable()
+    calls = io.StringIO()
+    pstats.Stats(python, stream=calls).sort_stats("tottime").print_stats(25)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"# main thread, Python calls by own time\n{calls.getvalue()}\n"
+        f"# torch operators by {sort}\n{operators.key_averages().table(sort_by=sort, row_limit=25)}\n"
+    )
+
+
 def write_fields(folder: Path, n: int, size, cells_per_field: float):
     """Simulated fields as corrected stacks; returns their ids and true nuclei labels."""
     params = simulate.ScreenParams(
@@ -176,7 +211,9 @@ def main():
     parser.add_argument("--model", help="a Cellpose model file; default: train the workflow's small U-Net here")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--profile", type=Path, help="a folder for each stage's profile tables (an untimed rerun)")
     args = parser.parse_args()
+    profile_table = (lambda stage: args.profile / f"{stage}.txt") if args.profile else (lambda stage: None)
     torch.set_num_threads(args.threads)
     jobs.reuse_freed_memory()  # as every rule job does
     device = jobs.pick_device()
@@ -193,19 +230,21 @@ def main():
         segmentation.segment_plate(
             tmp / "corrected", ids[:2], channels, tmp / "warm", model, settings, measurement.measure_objects, workers=1
         )
-        seconds, (counts, per_cell), gpu = timed(
-            device,
-            lambda: segmentation.segment_plate(
+
+        def segment_rule(masks_folder):
+            return lambda: segmentation.segment_plate(
                 tmp / "corrected",
                 ids,
                 channels,
-                tmp / "masks",
+                masks_folder,
                 model,
                 settings,
                 measurement.measure_objects,
                 workers=args.threads,
-            ),
-        )
+            )
+
+        seconds, (counts, per_cell), gpu = timed(device, segment_rule(tmp / "masks"))
+        profiled(device, segment_rule(tmp / "masks_profiled"), profile_table("segmentation"))
         bare = bare_cellpose(model, args.fields, args.size, SETTINGS["batch_size"], device)
         bare()
         rows.append(("segmentation", seconds, timed(device, bare)[0], gpu))
@@ -238,8 +277,10 @@ def main():
 
         rule(embedder, cells, ids[:batch])()  # warm-up
         seconds, _, gpu = timed(device, rule(embedder))
+        profiled(device, rule(embedder), profile_table("whole_field"))
         rows.append(("whole field", seconds, timed(device, lambda: [embedder.embed(b) for b in preloaded])[0], gpu))
         seconds, _, gpu = timed(device, rule(cell_settings=cells))
+        profiled(device, rule(cell_settings=cells), profile_table("single_cell"))
         crops = [
             preloaded_crops(b, ids[k * batch : (k + 1) * batch], centres, cells.crop_size)
             for k, b in enumerate(preloaded)

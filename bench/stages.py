@@ -10,7 +10,9 @@ in one run, for each stage:
   single cell    - features.extract_plate with single-cell embeddings only (crops at the nuclei the
                    segmentation stage found), against the bare network on the same crops preloaded;
   null network   - features.extract_plate with a network that only averages its input: the data path's
-                   own rate (reading, upload, conversion, normalization), also per core.
+                   own rate (reading, upload, conversion, normalization), also per core; and
+                   segmentation.network_flows with a U-Net that returns zeros: the rate of everything
+                   around Cellpose's network (scaling, resizing, padding, flows back to the host).
 Prints fields/s of both, their ratio, the GPU's utilization during the rule's run (NVML through
 torch, else nvidia-smi), the rate of mask computation per core (the rule spreads it over its
 workers), and the goals. The Cellpose model is the small U-Net the workflow trains,
@@ -54,6 +56,18 @@ class ChannelMeans(nn.Module):
 
     def forward(self, x):
         return x.mean((2, 3))
+
+
+class NullUNet(nn.Module):
+    """A null Cellpose network: zero flows and probabilities of the input's size, so only what
+    surrounds the network is timed."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.nout, self.device, self.mkldnn = net.nout, net.device, False
+
+    def forward(self, x):
+        return x[:, :1].expand(-1, self.nout, -1, -1) * 0, x.new_zeros((len(x), 256))
 
 
 class GpuUtilization:
@@ -259,6 +273,15 @@ def main():
                 tmp / "corrected", ids, SETTINGS["low_percentile"], SETTINGS["high_percentile"]
             )[0],
         )
+        nuclear = np.stack([images.read_corrected(tmp / "corrected", i)[0] for i in ids])
+        model.net, unet = NullUNet(model.net), model.net
+        null_flows = timed(
+            device,
+            lambda: segmentation.network_flows(
+                model, nuclear, settings["diameter"], SETTINGS["batch_size"], (0.0, 1.0)
+            ),
+        )[0]
+        model.net = unet
         torch.set_num_threads(1)
         mask_seconds = timed(device, lambda: segmentation.masks_from_flows(flows))[0] / len(shown)
         torch.set_num_threads(args.threads)
@@ -321,6 +344,7 @@ def main():
         f"null network (data path): {n / null_seconds:.1f} fields/s, {n / null_seconds / args.threads:.1f} per core "
         "(goal >= 20 per core at 1024x1280)"
     )
+    print(f"segmentation data path (null U-Net): {n / null_flows:.1f} fields/s")
     print(f"single-cell / whole-field time: {single / whole:.2f}x (goal on a GPU <= 1.5)")
     print("goals on a GPU: whole-field rule/bare >= 0.8; segmentation >= 20 fields/s at 1024x1280 on 16 cores")
 

@@ -39,6 +39,34 @@ def test_watershed_baseline_finds_the_simulated_nuclei():
     assert watershed_baseline(np.full((32, 32), 7, np.uint16)).max() == 0
 
 
+@pytest.mark.parametrize(
+    ("diameter", "max_tile"),
+    [(None, None), (11.0, None), (23.0, None), (11.0, 96)],
+    ids=["model's size", "upscaled", "downscaled", "tiled"],
+)
+def test_network_flows_are_cellposes_own(diameter, max_tile):
+    """The flows segmentation computes (each field one tile, on the model's device; or Cellpose's
+    tiles where a field is larger than a tile) are those of Cellpose's ``model.eval`` on each field
+    with the same intensity bounds, size and tile."""
+    import torch
+
+    torch.manual_seed(0)
+    model = segmentation.new_model()
+    fields = np.stack([raw[0].astype(np.float32) for raw, _ in _simulated_fields(3)])
+    bounds = [float(np.percentile(fields, 1)), float(np.percentile(fields, 99))]
+    ours = segmentation.network_flows(model, fields, diameter, 2, lowhigh=bounds, max_tile=max_tile)
+    for k, field in enumerate(fields):
+        _, (_, flows, cellprob, *_), _ = model.eval(
+            field,
+            channels=[0, 0],
+            diameter=diameter or model.diam_labels,
+            normalize={"lowhigh": bounds},
+            bsize=max_tile or 4096,
+            compute_masks=False,
+        )
+        assert np.allclose(ours.dP[:, k], flows, atol=1e-5) and np.allclose(ours.cellprob[k], cellprob, atol=1e-5)
+
+
 def test_two_channel_images_go_to_cellpose_as_cytoplasm_plus_nucleus():
     """A whole-cell model sees (cytoplasm, nucleus) images; the labels come back per field."""
     fields = _simulated_fields(2)

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from classical import watershed_baseline
@@ -65,6 +67,12 @@ def test_network_flows_are_cellposes_own(diameter, max_tile):
             compute_masks=False,
         )
         assert np.allclose(ours.dP[:, k], flows, atol=1e-5) and np.allclose(ours.cellprob[k], cellprob, atol=1e-5)
+
+
+@pytest.mark.skipif(not os.access(segmentation.SHARED_MEMORY, os.W_OK), reason="no writable /dev/shm here")
+def test_flows_wait_in_shared_memory_only_where_it_has_room():
+    assert segmentation.handover_folder(1 << 20) == segmentation.SHARED_MEMORY
+    assert segmentation.handover_folder(1 << 60) is None  # the system's temporary folder instead
 
 
 def test_two_channel_images_go_to_cellpose_as_cytoplasm_plus_nucleus():

@@ -263,8 +263,7 @@ def ground_truth_pairs(
 DIAMETER_FIELDS = 8  # fields of a plate's intensity sample segmented to estimate its nuclear diameter
 MAX_TILE = {"cpu": 512, "cuda": 2048}  # pixels per network tile: larger fields are tiled, as Cellpose tiles them
 SAMPLED_FIELDS = 32  # fields of a plate sampled for its intensity bounds
-# Where a field's flows wait for its mask worker: memory, where the system has a tmpfs for it.
-HANDOVER_FOLDER = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+SHARED_MEMORY = "/dev/shm"  # a tmpfs on Linux: files there stay in memory
 
 
 @dataclass
@@ -480,7 +479,7 @@ def segment_plate(
     ``workers`` threads read stacks ahead of the network, which runs ``settings["batch_size"]``
     fields per pass; ``workers`` processes turn finished batches' flows into masks, label TIFFs
     and per-cell measurements while the network runs the next batch. Each field's flows reach its
-    worker as a file in HANDOVER_FOLDER (:meth:`Flows.save`), its stack from the corrected folder. Cellpose scales
+    worker as a file (:meth:`Flows.save`, :func:`handover_folder`), its stack from the corrected folder. Cellpose scales
     intensities by the plate's ``low_percentile`` and ``high_percentile`` (sampled from up to ``SAMPLED_FIELDS``
     fields), not each field's own. A ``diameter`` of 0 is estimated for the plate (``plate_diameter``)."""
     from . import images
@@ -499,7 +498,9 @@ def segment_plate(
         if progress is not None:
             progress.update(1)
 
-    with _mask_pool(workers) as pool, tempfile.TemporaryDirectory(dir=HANDOVER_FOLDER) as handover:
+    _, height, width = images.stack_shape(images.corrected_path(folder, field_ids[0]))
+    in_flight = (2 * workers + 2 * settings["batch_size"]) * 3 * height * width * 4 * (1 + (cell_model is not None))
+    with _mask_pool(workers) as pool, tempfile.TemporaryDirectory(dir=handover_folder(2 * in_flight)) as handover:
         for ids, batch in images.corrected_batches(folder, field_ids, settings["batch_size"], workers):
             flows = {
                 "nuclei": network_flows(
@@ -533,6 +534,17 @@ def segment_plate(
     per_cell = pd.concat(objects, ignore_index=True) if objects else pd.DataFrame({FIELD: []})
     table = pd.DataFrame([{FIELD: f, **counts[f]} for f in field_ids])
     return table, per_cell[[FIELD, *[c for c in per_cell.columns if c != FIELD]]]
+
+
+def handover_folder(room: int) -> str | None:
+    """Where fields' flows wait for their mask workers: SHARED_MEMORY where it is writable and has
+    ``room`` bytes free (containers often give it 64 MB, and a full tmpfs kills the writer), else
+    None, the system's temporary folder."""
+    try:
+        free = os.statvfs(SHARED_MEMORY)
+    except OSError:
+        return None
+    return SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK) and free.f_bavail * free.f_frsize >= room else None
 
 
 def plate_diameter(model, folder, field_ids: list[str], lowhigh, settings: dict) -> float:

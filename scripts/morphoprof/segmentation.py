@@ -479,9 +479,10 @@ def segment_plate(
     ``workers`` threads read stacks ahead of the network, which runs ``settings["batch_size"]``
     fields per pass; ``workers`` processes turn finished batches' flows into masks, label TIFFs
     and per-cell measurements while the network runs the next batch. Each field's flows reach its
-    worker as a file (:meth:`Flows.save`, :func:`handover_folder`), its stack from the corrected folder. Cellpose scales
-    intensities by the plate's ``low_percentile`` and ``high_percentile`` (sampled from up to ``SAMPLED_FIELDS``
-    fields), not each field's own. A ``diameter`` of 0 is estimated for the plate (``plate_diameter``)."""
+    worker as a file (:meth:`Flows.save`, :func:`handover_folder`), its stack from the corrected
+    folder. Cellpose scales intensities by the plate's ``low_percentile`` and ``high_percentile``
+    (sampled from up to ``SAMPLED_FIELDS`` fields), not each field's own. A ``diameter`` of 0 is
+    estimated for the plate (``plate_diameter``)."""
     from . import images
     from .metadata import FIELD
 

@@ -165,6 +165,22 @@ def test_cellprofiler_measurements_of_whole_cells_join_each_nucleus_to_the_cell_
     pd.testing.assert_frame_equal(nuclei_only, table[nuclei_only.columns])
 
 
+def test_a_cell_with_two_nuclei_counts_once_in_the_field_means():
+    objects = pd.DataFrame(
+        {
+            "Metadata_Field": ["F1", "F1", "F1", "F2"],
+            "Metadata_ObjectNumber": [1, 2, 3, 1],
+            "Metadata_Cells_ObjectNumber": [1, 1, 2, 0],
+            "Nuclei_AreaShape_Area": [10.0, 20.0, 30.0, 40.0],
+            "Cells_AreaShape_Area": [100.0, 100.0, 400.0, np.nan],
+        }
+    )
+    profiles = measurement.field_profiles(objects)
+    assert profiles.columns.tolist() == ["Metadata_Field", "Nuclei_AreaShape_Area", "Cells_AreaShape_Area"]
+    assert profiles.iloc[0, 1:].tolist() == [20.0, 250.0]  # cells 1 and 2 once each, not (100 + 100 + 400) / 3
+    assert profiles.iloc[1, 1] == 40.0 and np.isnan(profiles.iloc[1, 2])  # a field whose nucleus has no cell
+
+
 def test_per_cell_table_leaves_a_nucleus_on_background_without_a_cell():
     """measure_objects pairs nuclei with cells as measure_plate does (:func:`measurement.with_cells`)."""
     nuclei, cells, stack = _field_with_cells()

@@ -222,9 +222,15 @@ def _measure_field(job) -> pd.DataFrame:
 def field_profiles(objects: pd.DataFrame) -> pd.DataFrame:
     """Per-object measurements to one row per field (``Metadata_Field``): the mean of each feature
     over the field's objects, NaN values (an object too small for a measurement) left out; where
-    objects sit (:data:`NOT_PROFILED`) is no profile feature."""
+    objects sit (:data:`NOT_PROFILED`) is no profile feature. A whole cell holding two nuclei sits
+    on both their rows, but counts once in the means of its ``Cells_*``."""
     features = [c for c in objects.columns if not c.startswith("Metadata_") and not any(p in c for p in NOT_PROFILED)]
-    return objects.groupby(FIELD, sort=False)[features].mean().reset_index()
+    of_cells = [c for c in features if c.startswith("Cells_")]
+    means = objects.groupby(FIELD, sort=False)[[c for c in features if c not in of_cells]].mean()
+    if of_cells:
+        cells = objects[objects[CELL_NUMBER] > 0].drop_duplicates([FIELD, CELL_NUMBER])
+        means = means.join(cells.groupby(FIELD, sort=False)[of_cells].mean())
+    return means[features].reset_index()
 
 
 def match_counts(true: list[np.ndarray], pred: list[np.ndarray], threshold: float = 0.5) -> tuple[int, int, int]:

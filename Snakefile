@@ -38,4 +38,5 @@ rule all:
         simulated_tables(),
         segmentation_accuracy(),
         ceiling_scores(),
+        training_outputs(),
     localrule: True

@@ -295,7 +295,13 @@ def main():
 
         def rule(image_embedder=None, cell_settings=None, fields=ids):
             return lambda: features.extract_plate(
-                tmp / "corrected", fields, channels, image_embedder, cell_settings, batch, args.threads
+                tmp / "corrected",
+                fields,
+                channels=channels,
+                field_embedder=image_embedder,
+                cells=cell_settings,
+                batch_size=batch,
+                workers=args.threads,
             )
 
         rule(embedder, cells, ids[:batch])()  # warm-up

@@ -1,7 +1,7 @@
 import re
 from pathlib import Path
 
-from morphoprof import features, metadata, screen, segmentation
+from morphoprof import families, metadata, screen, segmentation
 
 FIELDS = screen.plan(config, Path(workflow.basedir) / "config" / "config.schema.yaml")
 PLATES = sorted(FIELDS[metadata.PLATE].unique())
@@ -9,6 +9,8 @@ CHANNELS = list(config["channels"])
 SIMULATED = config["input"]["format"] == "simulated"
 WHOLE_CELLS = bool(config["segmentation"]["cells"]["model"])  # cells segmented around the nuclei
 TRAINING_FOLDER = config["segmentation"]["train"]["images"]
+WEIGHTS = config["features"]["weights"]  # imagenet | trained: the backbone also fine-tuned on this screen
+TRAINED_WEIGHTS = "results/models/features.pt"
 
 
 wildcard_constraints:
@@ -91,9 +93,28 @@ def feature_inputs(wildcards):
         "manifest": f"results/manifests/{wildcards.plate}.parquet",
         "images": f"results/corrected/{wildcards.plate}",
     }
-    if features.embeds_cells(config["features"]["level"]):
+    if families.embeds_cells(config["features"]["level"]):
         inputs["cells"] = f"results/cells/{wildcards.plate}.parquet"
     return inputs
+
+
+def trained_profiles(wildcards):
+    """With features.weights: trained, the features of the trained backbone, merged into the profiles."""
+    if WEIGHTS != "trained":
+        return {}
+    return {"trained": expand("results/features/{plate}_trained.parquet", plate=PLATES)}
+
+
+def training_record(wildcards):
+    """With features.weights: trained, the trained weights' JSON sidecar: moa.json names the protocol."""
+    return {"training": f"{TRAINED_WEIGHTS}.json"} if WEIGHTS == "trained" else {}
+
+
+def training_outputs():
+    """With features.weights: trained, the training history and its plot, in the report."""
+    if WEIGHTS != "trained":
+        return []
+    return ["results/models/features_training.csv", "results/plots/features_training.png"]
 
 
 def cell_embeddings_output():
@@ -117,7 +138,7 @@ def scored_families():
     baselines = list(config["scoring"]["baselines"])
     if config["features"]["cellprofiler"]:
         cellprofiler = "Nuclei+Cells" if WHOLE_CELLS else "Nuclei"
-        baselines += [cellprofiler, f"{features.level_family(config['features']['level'])}+{cellprofiler}"]
+        baselines += [cellprofiler, f"{families.level_family(config['features']['level'], WEIGHTS)}+{cellprofiler}"]
     return baselines
 
 

@@ -1,6 +1,7 @@
 rule aggregate_profiles:
     input:
         unpack(cellprofiler_profiles),
+        unpack(trained_profiles),
         features=expand("results/features/{plate}.parquet", plate=PLATES),
         qc=expand("results/qc/{plate}.parquet", plate=PLATES),
         segmentation_qc=expand("results/qc/segmentation/{plate}.parquet", plate=PLATES),
@@ -39,6 +40,7 @@ rule normalize_profiles:
 
 rule score_moa:
     input:
+        unpack(training_record),
         treatments="results/profiles/treatments.parquet",
         wells="results/profiles/wells.parquet",
     output:
@@ -55,8 +57,8 @@ rule score_moa:
         "../envs/profiling.yaml"
     params:
         control=config["control"],
-        family=features.level_family(config["features"]["level"]),
-        levels=features.scored_levels(config["features"]["level"]),
+        family=families.level_family(config["features"]["level"], WEIGHTS),
+        levels=families.scored_levels(config["features"]["level"], WEIGHTS),
         baselines=scored_families(),
     script:
         "../scripts/score_moa.py"
@@ -76,7 +78,7 @@ rule compare_normalizations:
     params:
         control=config["control"],
         settings=config["profiles"],
-        families=[*features.scored_levels(config["features"]["level"]).values(), *scored_families()],
+        families=[*families.scored_levels(config["features"]["level"], WEIGHTS).values(), *scored_families()],
     script:
         "../scripts/compare_normalizations.py"
 

@@ -6,9 +6,14 @@ from morphoprof import jobs, metadata, profiles, qc
 
 log = jobs.start_job(snakemake)
 fields = pd.concat([pd.read_parquet(p) for p in snakemake.input.features], ignore_index=True)
-if "cellprofiler" in snakemake.input.keys():
-    measured = pd.concat([pd.read_parquet(p) for p in snakemake.input.cellprofiler], ignore_index=True)
-    fields = fields.merge(measured, on=metadata.FIELD, how="left")
+for extra in ("cellprofiler", "trained"):  # features made by other rules, one table per plate
+    if extra in snakemake.input.keys():
+        measured = pd.concat([pd.read_parquet(p) for p in snakemake.input[extra]], ignore_index=True)
+        fields = fields.merge(measured, on=metadata.FIELD, how="left")
+unannotated = ~metadata.annotated(fields)
+if unannotated.any():
+    log.info("%d fields of compounds without an MOA left out of the profiles", int(unannotated.sum()))
+    fields = fields[~unannotated].reset_index(drop=True)
 image_qc, segmentation_qc = (
     pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
     for tables in (snakemake.input.qc, snakemake.input.segmentation_qc)

@@ -13,7 +13,7 @@ headline.to_csv(snakemake.output.scores, index=False, float_format="%.3f", na_re
 fields, image_qc, segmentation_qc = (
     pd.concat([pd.read_parquet(p, columns=columns) for p in tables], ignore_index=True)
     for tables, columns in (
-        (snakemake.input.manifests, [metadata.FIELD, metadata.PLATE]),
+        (snakemake.input.manifests, [metadata.FIELD, metadata.PLATE, metadata.MOA]),
         (snakemake.input.qc, None),
         (snakemake.input.segmentation_qc, None),
     )

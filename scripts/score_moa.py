@@ -17,6 +17,9 @@ summary, table = scoring.evaluate(
     pd.read_parquet(snakemake.input.wells),
     snakemake.params.control,
 )
+if "training" in snakemake.input.keys():
+    with open(snakemake.input.training) as sidecar:
+        summary["training"] = scoring.training_record(json.load(sidecar), treatments)
 with open(snakemake.output.scores, "w") as out:
     json.dump(summary, out, indent=2)
 table.to_csv(snakemake.output.table, index=False)

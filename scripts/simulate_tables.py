@@ -11,5 +11,5 @@ for channel in simulate.CHANNELS:
         simulate.image_path("images", p, f, channel) for p, f in zip(layout["plate"], layout["field"])
     ]
 layout.to_csv(snakemake.output.images, index=False)
-simulate.moa_table(params).to_csv(snakemake.output.moa, index=False)
+simulate.annotated_moas(params).to_csv(snakemake.output.moa, index=False)
 simulate.phenotype_profiles(params).to_csv(snakemake.output.phenotypes, index=False)

@@ -335,10 +335,10 @@ CASES = [
     ("table path empty", _row_value(0, "path_DNA", ""), "parse", r"P1_B02_s1 DNA: empty path"),
     ("table path a directory", _row_value(0, "path_DNA", "img"), "parse", r"P1_B02_s1 DNA: .*img is a directory"),
     (
-        "table compound without MOA",
-        _row_value(0, "compound", "mystery"),
+        "trained features held out, without unannotated compounds",
+        _set("features.weights", "trained"),
         "parse",
-        r"moa.csv: no MOA for 1 treatment\(s\): mystery 1",
+        r"config features.train.protocol: held_out trains only on compounds without an MOA .* has 0 \(none\)",
     ),
     (
         "table plate without controls",

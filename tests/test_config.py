@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from morphoprof import features, measurement, profiles, screen
+from morphoprof import families, features, measurement, profiles, screen
 from morphoprof.metadata import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +42,9 @@ def _choices(*keys: str) -> list:
 @pytest.mark.parametrize(
     ("keys", "names"),
     [
-        (("features", "backbone"), features.BACKBONES),
+        (("features", "backbone"), families.BACKBONES),
         (("features", "precision"), ("auto", *features.PRECISIONS)),
-        (("features", "level"), tuple(features.LEVELS)),
+        (("features", "level"), tuple(families.LEVELS)),
         (("profiles", "normalization"), profiles.NORMALIZATIONS),
         (("profiles", "aggregate"), profiles.AGGREGATES),
         (("features", "cellprofiler", "items"), measurement.CELLPROFILER_MEASUREMENTS),

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from morphoprof import features, simulate
+from morphoprof import families, features, simulate
 from morphoprof.metadata import InputError
 
 
@@ -37,7 +37,7 @@ def test_one_vector_per_field_with_channels_concatenated(embedder):
     out = embedder(stacks)
     assert out.shape == (3, 3 * 1280) and np.isfinite(out).all()
     assert not np.allclose(out[0], out[1])
-    assert features.cnn_feature_names(["DNA", "tubulin", "actin"], 1280)[1280] == "CNN_tubulin_0000"
+    assert families.cnn_feature_names(["DNA", "tubulin", "actin"], 1280)[1280] == "CNN_tubulin_0000"
 
 
 def _plate_folder(tmp_path, stacks):
@@ -50,8 +50,12 @@ def _plate_folder(tmp_path, stacks):
 
 def test_batching_and_read_workers_do_not_change_the_features(embedder, tmp_path):
     ids = _plate_folder(tmp_path, _stacks(5))
-    batched, _ = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], embedder, batch_size=4, workers=3)
-    single, _ = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], embedder, batch_size=1, workers=1)
+    batched, _ = features.extract_plate(
+        tmp_path, ids, channels=["DNA", "tubulin", "actin"], field_embedder=embedder, batch_size=4, workers=3
+    )
+    single, _ = features.extract_plate(
+        tmp_path, ids, channels=["DNA", "tubulin", "actin"], field_embedder=embedder, batch_size=1, workers=1
+    )
     assert batched.shape == (5, 3 + 3840)
     assert np.allclose(batched.to_numpy(), single.to_numpy(), atol=1e-4)
 
@@ -101,7 +105,9 @@ def test_single_cell_features_are_field_means_and_medians_of_cell_embeddings(emb
         "F2": np.array([[10.0, 90.0], [50.0, 50.0]]),
     }
     cells = features.CellSettings(embedder, centres, crop_size=32, stats=("mean", "median"), batch_size=2)
-    table, exported = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=3)
+    table, exported = features.extract_plate(
+        tmp_path, ids, channels=["DNA", "tubulin", "actin"], cells=cells, batch_size=3
+    )
     assert exported is None
     assert list(table.columns[:3]) == ["Intensity_DNA_Mean", "Intensity_tubulin_Mean", "Intensity_actin_Mean"]
     assert table.shape == (3, 3 + 2 * 3840) and table.columns[3 + 3840] == "CellCNN_DNA_Median_0000"
@@ -111,7 +117,9 @@ def test_single_cell_features_are_field_means_and_medians_of_cell_embeddings(emb
         assert np.allclose(table.iloc[row, 3 : 3 + 3840], per_cell.mean(axis=0), atol=1e-4)
         assert np.allclose(table.iloc[row, 3 + 3840 :], np.median(per_cell, axis=0), atol=1e-4)
     assert table.iloc[1, 3:].isna().all()  # no cells: left to segmentation QC
-    one_at_a_time, _ = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=1)
+    one_at_a_time, _ = features.extract_plate(
+        tmp_path, ids, channels=["DNA", "tubulin", "actin"], cells=cells, batch_size=1
+    )
     assert np.allclose(table.to_numpy(), one_at_a_time.to_numpy(), atol=1e-4, equal_nan=True)
 
 
@@ -132,7 +140,9 @@ def test_exported_cells_are_the_embeddings_the_field_summaries_average(embedder,
         }
     )  # F1 has no cells; F9 is not among the fields embedded
     cells = features.CellSettings(embedder, features.cell_centres(cell_table), crop_size=32, batch_size=3, export=True)
-    table, embeddings = features.extract_plate(tmp_path, ids, ["DNA", "tubulin", "actin"], cells=cells, batch_size=2)
+    table, embeddings = features.extract_plate(
+        tmp_path, ids, channels=["DNA", "tubulin", "actin"], cells=cells, batch_size=2
+    )
     exported = features.cell_embedding_table(cell_table, ids, embeddings, ["DNA", "tubulin", "actin"])
     assert exported[["Metadata_Field", "Metadata_ObjectNumber"]].values.tolist() == [
         ["F0", 1], ["F0", 2], ["F2", 1], ["F2", 2]
@@ -175,7 +185,7 @@ def test_missing_torchvision_weights_name_the_file_to_fetch(tmp_path):
 def test_mean_intensity_baseline(tmp_path):
     stack = np.stack([np.full((4, 4), v, np.float32) for v in (0.1, 0.5, 0.9)])
     ids = _plate_folder(tmp_path, [stack, stack / 2])
-    table, _ = features.extract_plate(tmp_path, ids, ["a", "b", "c"])
+    table, _ = features.extract_plate(tmp_path, ids, channels=["a", "b", "c"])
     assert list(table.columns) == ["Intensity_a_Mean", "Intensity_b_Mean", "Intensity_c_Mean"]
     assert np.allclose(table.to_numpy(), [[0.1, 0.5, 0.9], [0.05, 0.25, 0.45]], atol=1e-4)
 

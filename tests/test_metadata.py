@@ -22,7 +22,7 @@ def test_bbbc021_tables_give_the_published_treatment_set(shared_data, folder, im
         "/images",
         ["DAPI", "Tubulin", "Actin"],
     )
-    treated = fields[fields[md.COMPOUND] != "DMSO"]
+    treated = fields[(fields[md.COMPOUND] != "DMSO") & md.annotated(fields)]
     treatments = treated.drop_duplicates(md.TREATMENT_KEYS)
     assert len(treatments) == 103
     assert treatments[md.COMPOUND].nunique() == 38
@@ -33,6 +33,10 @@ def test_bbbc021_tables_give_the_published_treatment_set(shared_data, folder, im
     assert set(taxol[md.WELL]) == {"D05"}
     assert fields[md.FIELD].is_unique
     assert fields[md.path_column("DAPI")].iloc[0].startswith("/images/Week")
+    # the compounds the MOA table does not name are kept, unannotated, for held-out training
+    unannotated = md.unannotated_compounds(fields)
+    assert len(unannotated) == 74 and not set(unannotated) & set(treatments[md.COMPOUND])
+    assert fields.loc[fields[md.COMPOUND].isin(unannotated), md.BATCH].nunique() == 10
 
 
 def test_bbbc021_rejects_a_channel_it_does_not_have(shared_data):
@@ -94,12 +98,21 @@ def test_generic_table_errors_name_the_file_and_the_fault(tmp_path, rows, channe
     assert str(path) in str(err.value)
 
 
-def test_a_compound_without_moa_is_named(tmp_path):
-    fields = md.generic_fields(
-        _write_table(tmp_path, [_row(1), _row(1, "DMSO", "B03"), _row(1, "mystery", "B04")]), CHANNELS
-    )
-    moa = pd.DataFrame({"compound": ["taxol"], "moa": ["Microtubule stabilizers"]})
-    with pytest.raises(md.InputError, match=r"moa.csv: no MOA for 1 treatment\(s\): mystery 1"):
+def test_a_compound_without_moa_is_kept_unannotated_and_an_unannotated_dose_is_dropped(tmp_path):
+    rows = [_row(1), _row(1, "taxol", "B05", concentration=9), _row(1, "DMSO", "B03"), _row(1, "mystery", "B04")]
+    fields = md.generic_fields(_write_table(tmp_path, rows), CHANNELS)
+    moa = pd.DataFrame({"compound": ["taxol"], "concentration": [1.0], "moa": ["Microtubule stabilizers"]})
+    out = md.attach_moa(fields, moa, control="DMSO", source="moa.csv")
+    # taxol 9 belongs to an annotated compound: neither scored nor trained on, so not kept
+    assert out[md.WELL].tolist() == ["B02", "B03", "B04"]
+    assert out[md.MOA].tolist() == ["Microtubule stabilizers", "DMSO", None]
+    assert md.unannotated_compounds(out) == ["mystery"]
+
+
+def test_an_moa_table_naming_none_of_the_compounds_is_an_error(tmp_path):
+    fields = md.generic_fields(_write_table(tmp_path, [_row(1), _row(1, "DMSO", "B03")]), CHANNELS)
+    moa = pd.DataFrame({"compound": ["Taxol"], "moa": ["Microtubule stabilizers"]})
+    with pytest.raises(md.InputError, match=r"moa.csv: annotates none of the image table's compounds"):
         md.attach_moa(fields, moa, control="DMSO", source="moa.csv")
 
 

@@ -108,25 +108,34 @@ def test_overlay_fields_span_the_plates_nuclei_counts():
 
 
 def test_qc_summary_counts_fields_kept_and_dropped_per_plate_and_why():
-    fields = pd.DataFrame({"Metadata_Field": ["a", "b", "c", "d", "e"], "Metadata_Plate": ["P1"] * 3 + ["P2"] * 2})
+    fields = pd.DataFrame(
+        {
+            "Metadata_Field": ["a", "b", "c", "d", "e", "f", "g"],
+            "Metadata_Plate": ["P1"] * 3 + ["P2"] * 4,
+            "Metadata_MOA": ["DMSO", "m1", "m1", "m2", "m2", None, None],  # f and g: compounds without an MOA
+        }
+    )
     image = pd.DataFrame(
         {
-            "Metadata_Field": ["e", "d", "c", "b", "a"],  # in another order than the fields
-            "QC_Blank": [False, False, False, False, True],
-            "QC_Debris": [False, True, False, False, False],
-            "QC_Blurry": [False, False, False, True, False],
-            "QC_Saturated": [False, False, False, True, False],
+            "Metadata_Field": ["g", "f", "e", "d", "c", "b", "a"],  # in another order than the fields
+            "QC_Blank": [True, False, False, False, False, False, True],
+            "QC_Debris": [False, False, False, True, False, False, False],
+            "QC_Blurry": [False, False, False, False, False, True, False],
+            "QC_Saturated": [False, False, False, False, False, True, False],
         }
     )
     image["QC_Pass"] = ~image[list(qc.FLAGS)].any(axis=1)
-    cells = qc.flag_cell_counts(pd.DataFrame({"Metadata_Field": list("abcde"), "Nuclei_Count": [0, 30, 35, 200, 30]}))
+    counts = [0, 30, 35, 200, 30, 30, 0]
+    cells = qc.flag_cell_counts(pd.DataFrame({"Metadata_Field": list("abcdefg"), "Nuclei_Count": counts}))
     summary = qc.qc_summary(fields, image, cells).set_index("Metadata_Plate")
     assert summary.index.tolist() == ["P1", "P2", "all"]
-    assert summary["fields"].tolist() == [3, 2, 5]
+    assert summary["fields"].tolist() == [3, 4, 7]
+    assert summary["unannotated"].tolist() == [0, 2, 2]  # f and g, whatever their QC: never profiled
     assert summary["kept"].tolist() == [1, 1, 2]  # c and e
     assert summary["dropped"].tolist() == [2, 1, 3]
-    # each dropped field has two flags: a blank and empty, b blurry and saturated, d debris and crowded
+    # each dropped field has two flags: a blank and empty, b blurry and saturated, d debris and crowded; g's
+    # blank flag is not counted, since g would not have been profiled anyway
     assert summary.loc["P1", ["blank", "blurry", "saturated", "too few nuclei"]].tolist() == [1, 1, 1, 1]
-    assert summary.loc["P2", ["debris", "too many nuclei"]].tolist() == [1, 1]
-    assert summary.columns.tolist() == ["fields", "kept", "dropped", *qc.DROP_REASONS.values()]
-    assert summary.loc["all"].tolist() == [5, 2, 3, 1, 1, 1, 1, 1, 1]
+    assert summary.loc["P2", ["blank", "debris", "too many nuclei"]].tolist() == [0, 1, 1]
+    assert summary.columns.tolist() == ["fields", "unannotated", "kept", "dropped", *qc.DROP_REASONS.values()]
+    assert summary.loc["all"].tolist() == [7, 2, 2, 3, 1, 1, 1, 1, 1, 1]

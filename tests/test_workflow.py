@@ -130,15 +130,20 @@ def test_the_report_opens_on_the_scores_and_the_qc_counts(default_run):
             summary["activity"]["active_fraction"],
             *summary["batch_neighbours"].values(),
         ]
-        assert [level, family, *(f"{v:.3f}" for v in shown), str(summary["n_features"])] in rows
-    assert ["both", "CNN+CellCNN", f"{scores['nsc']:.3f}"] == next(r for r in rows if r[0] == "both")[:3]
+        weights = "ImageNet" if "CNN" in family else ""
+        assert [level, family, weights, *(f"{v:.3f}" for v in shown), str(summary["n_features"])] in rows
+    assert ["both", "CNN+CellCNN", "ImageNet", f"{scores['nsc']:.3f}"] == next(r for r in rows if r[0] == "both")[:4]
     counts = dict(zip(next(r for r in rows if r[0] == "Metadata_Plate"), next(r for r in rows if r[0] == "all")))
     image_qc = pd.concat(pd.read_parquet(p) for p in (default_run / "results/qc").glob("*.parquet"))
     kept = pd.read_parquet(default_run / "results/profiles/wells_raw.parquet")["Metadata_Site_Count"].sum()
     assert (counts["fields"], counts["kept"]) == (str(len(image_qc)), str(kept))
-    assert int(counts["dropped"]) == len(image_qc) - kept > 0
+    fields = pd.concat(pd.read_parquet(p) for p in (default_run / "results/manifests").glob("*.parquet"))
+    unannotated = fields[md.MOA].isna()
+    assert int(counts["unannotated"]) == unannotated.sum() > 0  # simulate.unannotated_compounds
+    assert int(counts["dropped"]) == len(image_qc) - unannotated.sum() - kept > 0
+    scored = image_qc[image_qc[md.FIELD].isin(fields.loc[~unannotated, md.FIELD])]
     for flag, reason in (("QC_Blank", "blank"), ("QC_Debris", "debris")):
-        assert counts[reason] == str(image_qc[flag].sum())
+        assert counts[reason] == str(scored[flag].sum())
 
 
 def test_simulated_tables_are_a_valid_generic_input(default_run):

@@ -27,40 +27,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .families import (
+    BACKBONES,
+    CELL_FAMILY,
+    FIELD_FAMILY,
+    TORCHVISION_BACKBONES,
+    cell_feature_names,
+    cnn_feature_names,
+    embeds_cells,
+    embeds_fields,
+    intensity_feature_names,
+    trained_family,
+)
 from .metadata import InputError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # EfficientNet-Lite's TensorFlow checkpoints take pixels scaled to [-1, 1].
 LITE_MEAN, LITE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-TORCHVISION_BACKBONES = {
-    "resnet50": ("resnet50", "ResNet50_Weights", "fc"),
-    "inception_v3": ("inception_v3", "Inception_V3_Weights", "fc"),
-    "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights", "classifier"),
-}
-BACKBONES = ("efficientnet_lite0", *TORCHVISION_BACKBONES)
-FIELD_FAMILY, CELL_FAMILY = "CNN", "CellCNN"  # column prefixes: CNN_<channel>_0001, CellCNN_<channel>_Mean_0001
-LEVELS = {"field": (FIELD_FAMILY,), "cell": (CELL_FAMILY,), "both": (FIELD_FAMILY, CELL_FAMILY)}
-
-
-def level_family(level: str) -> str:
-    """The feature family a profile level is scored on: its families joined by '+' (``CNN+CellCNN``)."""
-    return "+".join(LEVELS[level])
-
-
-def scored_levels(level: str) -> dict[str, str]:
-    """The levels scored for a configured ``features.level``, with their families: with ``both``,
-    each level alone is scored beside the two together."""
-    return {name: level_family(name) for name in (LEVELS if level == "both" else [level])}
-
-
-def embeds_cells(level: str) -> bool:
-    """Whether a level needs single-cell embeddings (and so segmented nuclei)."""
-    return CELL_FAMILY in LEVELS[level]
-
-
-def embeds_fields(level: str) -> bool:
-    """Whether a level needs whole-field embeddings."""
-    return FIELD_FAMILY in LEVELS[level]
 
 
 @dataclass
@@ -188,6 +171,22 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return PRECISIONS[precision]
 
 
+def grey_images(images: torch.Tensor, backbone: Backbone, scale: float = 1.0, out: torch.Tensor | None = None):
+    """The network's input for (images, channels, H, W) in [0, 1]: each channel one grey image,
+    resized by ``scale``, scaled by the backbone's mean and std into its three colour channels
+    (``out``, channels-last, where given): (images * channels, 3, H', W'). Training and embedding
+    share it, so a trained network sees its inputs as it is later run on them."""
+    n, c, h, w = images.shape
+    x = images.reshape(n * c, 1, h, w)
+    if scale != 1.0:
+        x = F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
+    mean = torch.tensor(backbone.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.std, device=x.device).view(1, 3, 1, 1)
+    if out is None:
+        return x.sub(mean).div_(std)
+    return torch.sub(x, mean, out=out).div_(std)
+
+
 class ImageEmbedder:
     """Embeds batches of (images, channels, H, W) in [0, 1], each channel as a grey image, into
     (images, channels * width) vectors; fields and cell crops alike."""
@@ -196,18 +195,15 @@ class ImageEmbedder:
         self.device = device
         self.scale = scale
         self.dtype = autocast_dtype(precision, device)
+        self.backbone = backbone
         self.net = backbone.net.to(device).to(memory_format=torch.channels_last)
-        self.mean = torch.tensor(backbone.mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(backbone.std, device=device).view(1, 3, 1, 1)
 
     @torch.inference_mode()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(images, channels * width) float32 embeddings of a float tensor already on the device."""
         n, c, h, w = images.shape
-        x = images.reshape(n * c, 1, h, w)
-        if self.scale != 1.0:
-            x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", antialias=True)
-        x = torch.sub(x, self.mean, out=self._input_buffer((n * c, 3, *x.shape[-2:]))).div_(self.std)
+        size = (h, w) if self.scale == 1.0 else (int(h * self.scale), int(w * self.scale))
+        x = grey_images(images, self.backbone, self.scale, self._input_buffer((n * c, 3, *size)))
         autocast = torch.autocast(self.device.type, self.dtype) if self.dtype else contextlib.nullcontext()
         with autocast:
             embedded = self.net(x)
@@ -342,37 +338,43 @@ class CellSettings:
 def extract_plate(
     folder,
     field_ids: list[str],
+    *,
     channels: list[str],
-    image_embedder: ImageEmbedder | None = None,
+    field_embedder: ImageEmbedder | None = None,
     cells: CellSettings | None = None,
     batch_size: int = 8,
     workers: int = 2,
+    weights: str = "imagenet",
     progress=None,
 ) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Features of a plate's corrected field stacks, one row per field: the mean-intensity
-    baseline, whole-field CNN embeddings (``CNN_*``) when ``image_embedder`` is given, and
-    single-cell embeddings summarized per field (``CellCNN_*``) when ``cells`` is given. Second,
-    with ``cells.export``, every cell's embedding, one row per cell (``cell_embedding_table``
-    names them); else None.
+    baseline, whole-field CNN embeddings (``CNN_*``) when ``field_embedder`` is given, and
+    single-cell embeddings summarized per field (``CellCNN_*``) when ``cells`` is given. With
+    ``weights: trained`` the families are named ``TrainedCNN``/``TrainedCellCNN`` and the baseline,
+    which the ImageNet features carry, is left out. Second, with ``cells.export``, every cell's
+    embedding, one row per cell (``cell_embedding_table`` names them); else None.
 
     ``workers`` threads read ``batch_size`` fields at a time ahead of the network; each batch
     goes to the device once, and results come back once, when the plate is done."""
     from . import images
 
-    embedder = image_embedder or (cells.embedder if cells is not None else None)
+    embedder = field_embedder or (cells.embedder if cells is not None else None)
     device = embedder.device if embedder is not None else torch.device("cpu")
     pinned = device.type == "cuda"
 
     def allocate(shape):
         return torch.empty(shape, dtype=torch.uint16, pin_memory=pinned)
 
+    def family(name: str) -> str:
+        return trained_family(name) if weights == "trained" else name
+
     baseline, whole, single, per_cell = [], [], [], []
     with torch.inference_mode():
         for ids, batch in images.corrected_batches(folder, field_ids, batch_size, workers, allocate):
             stacks = batch.to(device, non_blocking=True).to(torch.float32).div_(images.UINT16_MAX)
             baseline.append(stacks.mean((2, 3)))
-            if image_embedder is not None:
-                whole.append(image_embedder.embed(stacks))
+            if field_embedder is not None:
+                whole.append(field_embedder.embed(stacks))
             if cells is not None:
                 embedded, counts = cells.embed(ids, stacks)
                 single.append(summarize_cells(embedded, counts, cells.stats))
@@ -380,28 +382,70 @@ def extract_plate(
                     per_cell.append(embedded)
             if progress is not None:
                 progress.update(len(ids))
-    means = torch.cat(baseline).cpu().numpy().astype(np.float64)
-    parts = [pd.DataFrame(means, columns=intensity_feature_names(channels))]
+    parts = []
+    if weights != "trained":
+        means = torch.cat(baseline).cpu().numpy().astype(np.float64)
+        parts.append(pd.DataFrame(means, columns=intensity_feature_names(channels)))
     if whole:
         embedding = torch.cat(whole).cpu().numpy()
-        parts.append(pd.DataFrame(embedding, columns=cnn_feature_names(channels, embedding.shape[1] // len(channels))))
+        dim = embedding.shape[1] // len(channels)
+        parts.append(pd.DataFrame(embedding, columns=cnn_feature_names(channels, dim, family(FIELD_FAMILY))))
     if single:
         summary = torch.cat(single).cpu().numpy()
         dim = summary.shape[1] // (len(channels) * len(cells.stats))
-        parts.append(pd.DataFrame(summary, columns=cell_feature_names(channels, dim, cells.stats)))
+        columns = cell_feature_names(channels, dim, cells.stats, family(CELL_FAMILY))
+        parts.append(pd.DataFrame(summary, columns=columns))
     exported = torch.cat(per_cell).cpu().numpy() if per_cell else None
     return pd.concat(parts, axis=1), exported
 
 
-def intensity_feature_names(channels: list[str]) -> list[str]:
-    """The simple baseline profile: each channel's mean intensity."""
-    return [f"Intensity_{ch}_Mean" for ch in channels]
+def plate_features(
+    folder,
+    fields: pd.DataFrame,
+    cell_table: pd.DataFrame | None,
+    settings: dict,
+    *,
+    device: torch.device,
+    workers: int,
+    trained: str | Path | None = None,
+    progress=None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """A plate's feature table as rule extract_features writes it, from its checked field table,
+    its per-cell table (single-cell levels) and the ``features:`` settings: the fields'
+    ``Metadata_`` columns and their features, with ImageNet weights; or, given ``trained`` (a
+    weights file of rule train_features), ``Metadata_Field`` and the trained families. Second,
+    with ``export_cells``, one row per nucleus with its embedding; else None."""
+    from .metadata import FIELD, metadata_columns
 
-
-def cnn_feature_names(channels: list[str], dim: int, family: str = FIELD_FAMILY) -> list[str]:
-    """Embedding columns, ``<family>_<channel>_0000``...: whole fields', or single cells' one by one."""
-    return [f"{family}_{ch}_{k:04d}" for ch in channels for k in range(dim)]
-
-
-def cell_feature_names(channels: list[str], dim: int, stats) -> list[str]:
-    return [f"{CELL_FAMILY}_{ch}_{stat.capitalize()}_{k:04d}" for stat in stats for ch in channels for k in range(dim)]
+    backbone = load_backbone(settings["backbone"], settings["weights_dir"])
+    if trained is not None:
+        backbone.net.load_state_dict(load_weights(trained))
+    precision = settings["precision"]
+    field_embedder, cells = None, None
+    if embeds_fields(settings["level"]):
+        field_embedder = ImageEmbedder(backbone, device, settings["scale"], precision)
+    if embeds_cells(settings["level"]):
+        cells = CellSettings(
+            ImageEmbedder(backbone, device, settings["cell_scale"], precision),
+            cell_centres(cell_table),
+            crop_size=settings["crop_size"],
+            stats=tuple(settings["cell_aggregates"]),
+            batch_size=settings["cell_batch_size"],
+            export=settings["export_cells"] and trained is None,
+        )
+    ids = list(fields[FIELD])
+    values, embedded = extract_plate(
+        folder,
+        ids,
+        channels=settings["channels"],
+        field_embedder=field_embedder,
+        cells=cells,
+        batch_size=settings["batch_size"] or default_batch_size(device),
+        workers=workers,
+        weights="imagenet" if trained is None else "trained",
+        progress=progress,
+    )
+    kept = [FIELD] if trained is not None else metadata_columns(fields)
+    table = pd.concat([fields[kept].reset_index(drop=True), values], axis=1)
+    exported = None if embedded is None else cell_embedding_table(cell_table, ids, embedded, settings["channels"])
+    return table, exported

@@ -189,10 +189,11 @@ def generic_fields(path: str | Path, channels: list[str], image_root: str | Path
 def bbbc021_fields(
     image_csv: str | Path, moa_csv: str | Path, image_root: str | Path, channels: list[str]
 ) -> pd.DataFrame:
-    """Fields of BBBC021's annotated treatments and DMSO, from its published CSVs.
+    """Fields of BBBC021, from its published CSVs: its annotated treatments and DMSO, scored, and
+    the compounds its MOA table does not name, kept unannotated for held-out training.
 
-    Keeps the (compound, concentration) pairs that the MOA table annotates, drops the
-    taxol 0.3 positive-control wells, and takes the week as the batch.
+    Drops the taxol 0.3 positive-control wells and the unannotated concentrations of annotated
+    compounds (:func:`attach_moa`), and takes the week as the batch.
     """
     unknown = [ch for ch in channels if ch not in BBBC021_CHANNELS]
     if unknown:
@@ -231,17 +232,17 @@ def bbbc021_fields(
         & (concentration_key(fields[CONCENTRATION]) == 0.3)
         & fields[WELL].isin(BBBC021_POSITIVE_CONTROL_WELLS)
     )
-    moa = read_moa_table(moa_csv)
-    annotated = set(zip(moa["compound"], concentration_key(moa["concentration"])))
-    keep = [(c, k) in annotated for c, k in zip(fields[COMPOUND], concentration_key(fields[CONCENTRATION]))]
-    fields = fields[np.asarray(keep) & ~positive_control.to_numpy()].reset_index(drop=True)
+    fields = fields[~positive_control.to_numpy()].reset_index(drop=True)
     _check_plates(fields, image_csv)
     _check_duplicate_sites(fields, image_csv)
-    return attach_moa(_with_field_ids(fields), moa, control="DMSO", source=moa_csv)
+    return attach_moa(_with_field_ids(fields), read_moa_table(moa_csv), control="DMSO", source=moa_csv)
 
 
 def attach_moa(fields: pd.DataFrame, moa: pd.DataFrame, control: str, source) -> pd.DataFrame:
-    """Add ``Metadata_MOA``; every compound but the control must have one."""
+    """Add ``Metadata_MOA``: the control's name for the control, null for a compound the MOA table
+    does not annotate at all (profiled by no score, trained on under the held-out protocol).
+    A compound annotated at some concentrations only keeps just those treatments: the others
+    could be neither scored nor trained on without the compound's MOA leaking in."""
     if not (fields[COMPOUND] == control).any():
         near = sorted({c for c in fields[COMPOUND] if c.lower() == control.lower()})
         hint = f" (did you mean {near[0]!r}?)" if near else ""
@@ -260,13 +261,23 @@ def attach_moa(fields: pd.DataFrame, moa: pd.DataFrame, control: str, source) ->
     else:
         lookup = dict(zip(moa["compound"], moa["moa"]))
         keys = iter(fields[COMPOUND])
-    fields[MOA] = [lookup.get(k) for k in keys]
+    fields[MOA] = pd.Series([lookup.get(k) for k in keys], index=fields.index, dtype=object)
     fields.loc[fields[COMPOUND] == control, MOA] = control
-    missing = fields[fields[MOA].isna()].drop_duplicates(TREATMENT_KEYS)
-    if len(missing):
-        listed = ", ".join(f"{c} {k:g}" for c, k in zip(missing[COMPOUND], missing[CONCENTRATION]))
-        raise InputError(f"{source}: no MOA for {len(missing)} treatment(s): {listed}")
+    annotated_compound = fields[COMPOUND].isin(set(moa["compound"]))
+    fields = fields[fields[MOA].notna() | ~annotated_compound].reset_index(drop=True)
+    if not (fields[MOA].notna() & (fields[COMPOUND] != control)).any():
+        raise InputError(f"{source}: annotates none of the image table's compounds, so there is nothing to score")
     return fields
+
+
+def annotated(fields: pd.DataFrame) -> pd.Series:
+    """Which rows have an MOA (the control included): those profiled and scored."""
+    return fields[MOA].notna()
+
+
+def unannotated_compounds(fields: pd.DataFrame) -> list[str]:
+    """The compounds without an MOA in the MOA table, sorted: those the held-out protocol trains on."""
+    return sorted(set(fields.loc[~annotated(fields), COMPOUND]))
 
 
 def check_image_files(fields: pd.DataFrame, channels: list[str]) -> None:

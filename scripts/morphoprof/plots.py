@@ -190,3 +190,22 @@ def mask_overlays(pictures: list[np.ndarray], masks: list[list[np.ndarray]], tit
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def training_curve(history: pd.DataFrame, chosen_epoch: int | None, title: str, path) -> None:
+    """Training and held-out loss (left) and accuracy (right) per epoch, the checkpoint kept marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for split, style in (("train", "-o"), ("validation", "-s")):
+            column = f"{split}_{metric}"
+            if history[column].notna().any():
+                ax.plot(history["epoch"], history[column], style, label=split)
+        if chosen_epoch is not None:
+            ax.axvline(chosen_epoch, color="grey", linestyle="--", label=f"kept (epoch {chosen_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

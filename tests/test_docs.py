@@ -4,10 +4,12 @@ import doctest
 
 import pytest
 
-from morphoprof import illumination, metadata, profiles, scoring
+from morphoprof import families, illumination, metadata, profiles, scoring, training
 
 
-@pytest.mark.parametrize("module", [illumination, metadata, profiles, scoring], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [families, illumination, metadata, profiles, scoring, training], ids=lambda m: m.__name__
+)
 def test_docstring_examples_hold(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

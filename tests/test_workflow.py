@@ -416,11 +416,48 @@ def test_cellprofiler_features_are_scored_beside_the_cnn(default_run, tmp_path):
     assert combined["n_features"] == alone["n_features"] + scores["n_features"]
     table = pd.read_csv(workdir / "results/scores/normalizations.csv")
     assert {"Nuclei", "CNN+CellCNN+Nuclei"} <= set(table["family"])
+    n_fields = sum(len(pd.read_parquet(p)) for p in (default_run / "results/manifests").glob("*.parquet"))
     seconds = {
-        rule: sum(pd.read_csv(p, sep="\t")["s"].iloc[0] for p in (run / "benchmarks" / rule).glob("*.tsv")) / 144
+        rule: sum(pd.read_csv(p, sep="\t")["s"].iloc[0] for p in (run / "benchmarks" / rule).glob("*.tsv")) / n_fields
         for rule, run in (("measure_cellprofiler", workdir), ("extract_features", default_run))
     }
     print("wall seconds per field, 2 cores: " + ", ".join(f"{rule} {s:.2f}" for rule, s in seconds.items()))
+
+
+def test_trained_features_are_scored_beside_imagenet_without_rerunning_segmentation(default_run, tmp_path):
+    """features.weights: trained on a finished run trains the backbone under the held-out protocol
+    and embeds with it, and nothing upstream reruns; the trained levels are scored beside the
+    ImageNet ones, whose scores stay as they were, and moa.json says no scored compound was trained on."""
+    shutil.copytree(default_run / "results", tmp_path / "results")
+    shutil.copytree(default_run / ".snakemake/metadata", tmp_path / ".snakemake/metadata")
+    train = {**DEFAULT_CONFIG["features"]["train"], "epochs": 2, "crops_per_field": 4, "batch_size": 32}
+    workdir = _workdir(tmp_path, features={**DEFAULT_CONFIG["features"], "weights": "trained", "train": train})
+    planned = _snakemake(workdir, "--dry-run", "--quiet", "rules").stdout
+    rules = set(re.findall(r"^(\w+)\s+\d+$", planned, re.M)) - {"total"}
+    assert {"train_features", "extract_trained_features", "aggregate_profiles"} <= rules, planned
+    assert not rules & {"segment_plate", "extract_features", "correct_plate", "qc_plate"}, planned
+    _snakemake(workdir, "--cores", "2")
+    scores = json.loads((workdir / "results/scores/moa.json").read_text())
+    before = json.loads((default_run / "results/scores/moa.json").read_text())
+    assert scores["feature_family"] == "TrainedCNN+TrainedCellCNN"
+    assert scores["training"]["protocol"] == "held_out" and scores["training"]["scored_compounds_trained_on"] == []
+    sidecar = json.loads((workdir / "results/models/features.pt.json").read_text())
+    assert sidecar["compounds"] == ["DMSO", *(f"UNK-{k}" for k in range(1, 7))] and "DMSO" in sidecar["classes"]
+    for level in ("field", "cell", "both"):
+        assert scores["levels"][level]["nsc"] == pytest.approx(before["levels"][level]["nsc"])
+        assert 0 <= scores["levels"][f"trained_{level}"]["nsc"] <= 1
+    headline = pd.read_csv(workdir / "results/scores/headline.csv", keep_default_na=False)
+    assert headline.set_index("level").loc["trained_both", "weights"] == "trained (held_out)"
+    assert set(pd.read_csv(workdir / "results/scores/normalizations.csv")["family"]) >= {"TrainedCNN", "CNN"}
+    history = pd.read_csv(workdir / "results/models/features_training.csv")
+    assert history["epoch"].tolist() == [1, 2] and (workdir / "results/plots/features_training.png").exists()
+    print(
+        "\ntrained (held_out, 2 epochs) against ImageNet NSC: "
+        + ", ".join(
+            f"{lv} {scores['levels'][f'trained_{lv}']['nsc']:.2f}/{before['levels'][lv]['nsc']:.2f}"
+            for lv in ("field", "cell", "both")
+        )
+    )
 
 
 def test_preview_segments_a_few_fields_in_seconds(default_run):

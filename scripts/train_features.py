@@ -54,6 +54,7 @@ with tqdm(total=settings["epochs"], desc="train_features: epochs") as progress:
         plate_batches=settings["plate_batches"],
         mixup=settings["mixup"],
         cell_scale=settings["cell_scale"],
+        precision=settings["precision"],
         seed=settings["seed"],
         device=device,
         progress=progress,

@@ -1,4 +1,6 @@
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,14 @@ def _choices(*keys: str) -> list:
 )
 def test_the_schema_offers_what_the_code_knows(keys, names):
     assert _choices(*keys) == list(names)
+
+
+def test_parsing_the_workflow_never_imports_torch():
+    """What the rules import while Snakemake parses them (every SLURM job parses the workflow too)
+    leaves torch and Cellpose unimported: the planning facts live in light modules."""
+    imports = [line for line in (ROOT / "rules" / "common.smk").read_text().splitlines() if "import" in line]
+    snakefile = [line for line in (ROOT / "Snakefile").read_text().splitlines() if line.startswith("from morphoprof")]
+    code = "\n".join([*imports, *snakefile, "import sys", "print(sorted({'torch', 'cellpose'} & set(sys.modules)))"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert any("from morphoprof import" in line for line in imports)
+    assert result.stdout.strip() == "[]"

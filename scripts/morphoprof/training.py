@@ -12,6 +12,7 @@ classification loss, never by an MOA score.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -236,6 +237,7 @@ def train(
     plate_batches: bool = False,
     mixup: float = 0.0,
     cell_scale: float = 1.0,
+    precision: str = "auto",
     seed: int = 0,
     device: torch.device | None = None,
     progress=None,
@@ -245,15 +247,19 @@ def train(
     An epoch is as many class-balanced crops (:func:`minibatches`) as there are training crops,
     augmented (:func:`augment`; with ``mixup`` > 0, mixed with Beta(mixup, mixup) weights); the
     learning rate follows ``schedule`` (``cosine``: down to 0 over all epochs; ``constant``).
-    Returns the backbone's state dict at the epoch of lowest held-out loss (the last epoch
-    where no well is held out), the per-epoch history (:data:`HISTORY_COLUMNS`) and that epoch.
-    Seeded: the same inputs give the same weights on a CPU."""
+    ``precision`` is ``features.precision``'s: on a GPU by default the steps run under float16
+    autocast, their gradients scaled. Returns the backbone's state dict at the epoch of lowest
+    held-out loss (the last epoch where no well is held out), the per-epoch history
+    (:data:`HISTORY_COLUMNS`) and that epoch. Seeded: the same inputs give the same weights on a CPU."""
     device = device or torch.device("cpu")
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     mixing = np.random.default_rng([seed, 4])
     channels = cells.crops.shape[1]
     model = CropClassifier(backbone, channels, len(cells.classes), cell_scale).to(device)
+    dtype = features.autocast_dtype(precision, device)
+    autocast = (lambda: torch.autocast(device.type, dtype)) if dtype else contextlib.nullcontext
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     train_index = np.flatnonzero(~cells.validation)
     steps = max(1, len(train_index) // batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
@@ -277,17 +283,20 @@ def train(
             chosen = train_index[batch]
             x = augment(_as_input(cells.crops[chosen], device), generator)
             target = torch.from_numpy(cells.labels[chosen]).to(device)
-            if mixup > 0:
-                weight = float(mixing.beta(mixup, mixup))
-                order = torch.randperm(len(x), generator=generator, device=device)
-                logits = model(weight * x + (1 - weight) * x[order])
-                loss = weight * F.cross_entropy(logits, target) + (1 - weight) * F.cross_entropy(logits, target[order])
-            else:
-                logits = model(x)
-                loss = F.cross_entropy(logits, target)
+            with autocast():
+                if mixup > 0:
+                    weight = float(mixing.beta(mixup, mixup))
+                    order = torch.randperm(len(x), generator=generator, device=device)
+                    logits = model(weight * x + (1 - weight) * x[order])
+                    loss = weight * F.cross_entropy(logits, target)
+                    loss = loss + (1 - weight) * F.cross_entropy(logits, target[order])
+                else:
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, target)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             loss_sum += loss.item() * len(x)
             correct += int((logits.argmax(1) == target).sum())

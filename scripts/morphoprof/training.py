@@ -197,7 +197,7 @@ class CropClassifier(nn.Module):
         self.backbone, self.scale = backbone, scale
         self.net = backbone.net
         with torch.no_grad():
-            width = self.net.eval()(torch.zeros(1, 3, 64, 64)).shape[1]
+            width = self.net.eval()(torch.zeros(1, 3, 96, 96)).shape[1]  # Inception needs 75 px or more
         self.head = nn.Linear(channels * width, classes)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,26 @@ def illumination_functions(wildcards):
     return expand("results/illumination/{plate}/{channel}.tif", plate=wildcards.plate, channel=CHANNELS)
 
 
+def illumination_outputs():
+    """With illumination.correct, qc_illumination also writes each channel's function and its plot."""
+    if not config["illumination"]["correct"]:
+        return {}
+
+    def plot(channel):
+        return report(
+            f"results/plots/illumination/{{plate}}_{channel}.png",
+            caption="../report/illumination.rst",
+            category="Illumination",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "channel": channel},
+        )
+
+    return {
+        "functions": expand("results/illumination/{{plate}}/{channel}.tif", channel=CHANNELS),
+        "plots": [plot(channel) for channel in CHANNELS],
+    }
+
+
 def dark_frames(wildcards):
     """The camera's dark frames, where the config names them: their mean is subtracted before correction."""
     return {"dark_frames": config["illumination"]["dark_frames"]} if config["illumination"]["dark_frames"] else {}

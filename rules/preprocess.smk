@@ -5,6 +5,8 @@ rule check_images:
         "results/manifests/{plate}.parquet",
     log:
         "logs/check_images/{plate}.log",
+    benchmark:
+        "benchmarks/check_images/{plate}.tsv"
     localrule: True
     conda:
         "../envs/imaging.yaml"
@@ -16,10 +18,12 @@ rule check_images:
         "../scripts/check_images.py"
 
 
-rule qc_plate:
+rule qc_illumination:
     input:
+        unpack(dark_frames),
         manifest="results/manifests/{plate}.parquet",
     output:
+        **illumination_outputs(),
         table="results/qc/{plate}.parquet",
         plot=report(
             "results/plots/qc/{plate}.png",
@@ -27,10 +31,11 @@ rule qc_plate:
             category="Quality control",
             labels={"plate": "{plate}"},
         ),
+        samples="results/samples/{plate}.npy",
     log:
-        "logs/qc_plate/{plate}.log",
+        "logs/qc_illumination/{plate}.log",
     benchmark:
-        "benchmarks/qc_plate/{plate}.tsv"
+        "benchmarks/qc_illumination/{plate}.tsv"
     conda:
         "../envs/imaging.yaml"
     resources:
@@ -39,37 +44,9 @@ rule qc_plate:
     params:
         channels=CHANNELS,
         qc=config["qc"],
+        illumination=config["illumination"],
     script:
-        "../scripts/qc_plate.py"
-
-
-rule illumination_function:
-    input:
-        unpack(dark_frames),
-        manifest="results/manifests/{plate}.parquet",
-        qc="results/qc/{plate}.parquet",
-    output:
-        function="results/illumination/{plate}/{channel}.tif",
-        plot=report(
-            "results/plots/illumination/{plate}_{channel}.png",
-            caption="../report/illumination.rst",
-            category="Illumination",
-            subcategory="{plate}",
-            labels={"plate": "{plate}", "channel": "{channel}"},
-        ),
-    log:
-        "logs/illumination_function/{plate}_{channel}.log",
-    benchmark:
-        "benchmarks/illumination_function/{plate}_{channel}.tsv"
-    conda:
-        "../envs/imaging.yaml"
-    resources:
-        mem_mb=memory(4000),
-        runtime=minutes(60),
-    params:
-        settings=config["illumination"],
-    script:
-        "../scripts/illumination_function.py"
+        "../scripts/qc_illumination.py"
 
 
 rule correct_plate:
@@ -77,6 +54,7 @@ rule correct_plate:
         unpack(dark_frames),
         manifest="results/manifests/{plate}.parquet",
         functions=illumination_functions,
+        samples="results/samples/{plate}.npy",
     output:
         directory("results/corrected/{plate}"),
     log:

@@ -2,28 +2,20 @@
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from morphoprof import illumination, images, jobs, metadata
+from morphoprof import illumination, images, jobs
 
 log = jobs.start_job(snakemake)
-plate = snakemake.wildcards.plate
-settings = snakemake.params.intensity
-fields = pd.read_parquet(snakemake.input.manifest)
+channels = snakemake.params.channels
 functions = [images.read_image(path) for path in snakemake.input.functions]
-dark = illumination.camera_dark(
-    snakemake.params.dark_level,
-    snakemake.params.dark_frames,
-    fields[metadata.path_column(snakemake.params.channels[0])].iloc[0],
-)
 bounds = illumination.correct_plate(
-    fields,
-    snakemake.params.channels,
+    pd.read_parquet(snakemake.input.manifest),
+    channels,
     np.stack(functions) if functions else None,
-    settings["low_percentile"],
-    settings["high_percentile"],
+    np.load(snakemake.input.samples),
     snakemake.output[0],
-    lambda rows, stage: tqdm(rows, total=len(fields), desc=f"{stage} {plate}"),
-    dark,
+    **snakemake.params.intensity,
+    dark_level=snakemake.params.dark_level,
+    dark_frames=snakemake.params.dark_frames,
 )
-log.info("plate %s percentile bounds per channel: %s", plate, dict(zip(snakemake.params.channels, bounds)))
+log.info("plate %s percentile bounds per channel: %s", snakemake.wildcards.plate, dict(zip(channels, bounds)))

@@ -1,18 +1,83 @@
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
+import yaml
+from scipy import ndimage as ndi
 
 from morphoprof import illumination as il
 from morphoprof import images, simulate
+from morphoprof import metadata as md
 from morphoprof.metadata import InputError
 
+CHANNELS = list(simulate.CHANNELS)
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
+QC_DEFAULTS, INTENSITY = CONFIG["qc"], CONFIG["intensity"]
 
-def test_running_mean_matches_numpy():
-    rng = np.random.default_rng(0)
-    images = [rng.random((16, 20)).astype(np.float32) for _ in range(7)]
-    assert np.allclose(il.running_mean(iter(images)), np.mean(images, axis=0), atol=1e-6)
-    with pytest.raises(ValueError, match="no images"):
-        il.running_mean([])
+
+def _mean(planes) -> np.ndarray:
+    """The pixel-wise mean of images, as the illumination function's input (float64 sum, float32)."""
+    return np.mean(np.stack([np.asarray(p, np.float32) for p in planes]), axis=0, dtype=np.float64).astype(np.float32)
+
+
+def _write_plate(folder, params: simulate.ScreenParams) -> pd.DataFrame:
+    """A simulated plate's raw fields as TIFFs, and its field table as check_images writes it."""
+    rows = []
+    for row, raw, _ in simulate.simulate_plate(params, "SIM01"):
+        paths = {md.path_column(ch): folder / f"{row['field']}_{ch}.tif" for ch in CHANNELS}
+        for path, plane in zip(paths.values(), raw):
+            images.write_tiff(path, plane)
+        rows.append({md.FIELD: row["field"], md.PLATE: "SIM01", **paths})
+    return pd.DataFrame(rows)
+
+
+SCAN = {"correct": True, "smoothing": 0.25, "robust_percentile": 2.0, "dark_level": 100.0, "dark_frames": ""}
+
+
+def test_one_pass_gives_the_mean_of_the_qc_passing_fields_and_the_plate_s_bounds(tmp_path):
+    """scan_plate sums every field and takes the QC-flagged ones out again: its means, less the
+    dark level, are those of the passing fields read alone, to the last bit (16-bit pixels sum
+    exactly). correct_plate's bounds from the scan's pixel samples are those of the corrected
+    fields sampled whole (images.plate_bounds), and each field is written scaled by them."""
+    params = simulate.ScreenParams(
+        plates=1, batches=1, sites=3, height=96, width=112, moas=2, blank_fraction=0.15, debris_fraction=0.15, seed=2
+    )
+    fields = _write_plate(tmp_path / "raw", params)
+    scan = il.scan_plate(fields, CHANNELS, **QC_DEFAULTS, **SCAN)
+    passed = fields[scan.qc["QC_Pass"].to_numpy()]
+    assert 0 < len(passed) < len(fields)
+    for channel in CHANNELS:
+        direct = _mean(images.read_image(p) for p in passed[md.path_column(channel)]) - SCAN["dark_level"]
+        assert np.array_equal(scan.means[channel], direct), channel
+        assert np.array_equal(scan.functions[channel], il.illumination_function(direct)), channel
+    functions = np.stack([scan.functions[ch] for ch in CHANNELS])
+    for stacked in (functions, None):
+        bounds = il.correct_plate(
+            fields, CHANNELS, stacked, scan.samples, tmp_path / "corrected", **INTENSITY, dark_level=100, dark_frames=""
+        )
+        corrected = [images.read_field(row, CHANNELS) for _, row in fields.iterrows()]
+        if stacked is not None:
+            corrected = [il.subtract_dark(stack, 100.0) / functions for stack in corrected]
+        assert bounds == images.plate_bounds(corrected, *INTENSITY.values())
+        written = images.read_stack(images.corrected_path(tmp_path / "corrected", fields[md.FIELD].iloc[-1]))
+        expected = [images.to_uint16(images.rescale(plane, *b)) for plane, b in zip(corrected[-1], bounds)]
+        assert np.array_equal(written, np.stack(expected))
+
+
+def test_a_plate_without_passing_fields_is_named(tmp_path):
+    params = simulate.ScreenParams(plates=1, batches=1, sites=1, height=64, width=64, moas=1, seed=1)
+    fields = _write_plate(tmp_path, params)
+    with pytest.raises(InputError, match="plate SIM01: no field passes image QC"):
+        il.scan_plate(fields, CHANNELS, **{**QC_DEFAULTS, "saturated_percent": -1}, **SCAN)
+
+
+def test_the_smoothing_is_scipy_s_gaussian_filter():
+    image = np.random.default_rng(3).random((40, 56)) * 100
+    for sigma in (3.0, 10.0, 25.0):  # the last one's kernel is wider than the image
+        expected = ndi.gaussian_filter(image, sigma, mode="nearest")
+        assert np.allclose(il.gaussian_nearest(image, sigma), expected, rtol=1e-10, atol=0), sigma
 
 
 def test_function_is_at_least_one_and_smooth():
@@ -31,9 +96,9 @@ def test_corrects_the_real_cellprofiler_illumination_plate(shared_data):
     """
     paths = sorted((shared_data / "cellprofiler_examples" / "ExampleIlluminationCorrection_AS_09047").glob("*.TIF"))
     assert len(paths) == 72
-    mean = il.running_mean(tifffile.imread(p).astype(np.float32) for p in paths)
+    mean = _mean(tifffile.imread(p).astype(np.float32) for p in paths)
     function = il.illumination_function(mean)
-    corrected_mean = il.running_mean(tifffile.imread(p).astype(np.float32) / function for p in paths)
+    corrected_mean = _mean(tifffile.imread(p).astype(np.float32) / function for p in paths)
     before, after = il.coefficient_of_variation(mean), il.coefficient_of_variation(corrected_mean)
     assert after < 0.75 * before, (before, after)
 
@@ -42,7 +107,7 @@ def test_recovers_the_simulated_shading():
     params = simulate.ScreenParams(plates=1, batches=1, sites=3, moas=2, illumination_strength=0.6)
     fields = list(simulate.simulate_plate(params, "SIM01"))
     for channel in range(3):
-        mean = il.running_mean(raw[channel].astype(np.float32) for _, raw, _ in fields)
+        mean = _mean(raw[channel].astype(np.float32) for _, raw, _ in fields)
         function = il.illumination_function(mean)
         truth = simulate.illumination_field(params, 0, channel)
         assert np.corrcoef(function.ravel(), truth.ravel())[0, 1] > 0.85
@@ -63,7 +128,7 @@ def test_subtracting_the_dark_level_recovers_more_of_the_simulated_shading():
     fields = list(simulate.simulate_plate(params, "SIM01"))
     for channel in range(3):
         truth = simulate.illumination_field(params, 0, channel)
-        mean = il.running_mean(raw[channel].astype(np.float32) for _, raw, _ in fields)
+        mean = _mean(raw[channel].astype(np.float32) for _, raw, _ in fields)
         residual = {
             dark: il.coefficient_of_variation(truth / il.illumination_function(mean - dark))
             for dark in (0.0, simulate.CAMERA_OFFSET)
@@ -86,7 +151,7 @@ def test_dark_frames_remove_the_sensor_s_fixed_pattern_that_one_level_leaves_in(
     frames = simulate.CAMERA_OFFSET + ramp + rng.normal(scale=15, size=(8, params.height, params.width))
     for channel in range(3):
         truth = simulate.illumination_field(params, 0, channel)
-        mean = il.running_mean(raw[channel].astype(np.float32) + ramp for _, raw, _ in fields)
+        mean = _mean(raw[channel].astype(np.float32) + ramp for _, raw, _ in fields)
         residual = {
             name: il.coefficient_of_variation(truth / il.illumination_function(mean - dark))
             for name, dark in (("level", float(frames.mean())), ("frames", frames.mean(axis=0)))

@@ -107,8 +107,7 @@ def test_adding_a_plate_reruns_only_its_jobs_and_the_aggregation(two_plates_done
     _configure(workdir, screen)
     assert _planned_jobs(workdir) == {
         "check_images": 1,
-        "qc_plate": 1,
-        "illumination_function": 3,
+        "qc_illumination": 1,
         "correct_plate": 1,
         "segment_plate": 1,
         "segmentation_qc": 1,

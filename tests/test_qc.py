@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from morphoprof import qc, simulate
 
@@ -53,6 +54,26 @@ def test_blurred_fields_are_flagged_whatever_their_nuclei_count():
     sparse[:, :, :128] = np.median(sparse, axis=(1, 2), keepdims=True).astype(np.uint16)  # two thirds empty, sharp
     flagged = _flags(fields)
     assert flagged["QC_Blurry"].tolist() == [i == 5 for i in range(len(fields))]
+
+
+def test_focus_score_is_the_ratio_of_laplacian_of_gaussian_variances():
+    """The DCT's variances are those of scipy's Laplacian of Gaussian (reflect border), to float32 rounding."""
+    from scipy import ndimage as ndi
+
+    for plane in _plate(count=2)[1]:
+        values = plane.astype(np.float32)
+        fine, coarse = (ndi.gaussian_laplace(values, sigma).var(dtype=np.float64) for sigma in qc.FOCUS_SCALES)
+        assert qc.focus_score(values) == pytest.approx(fine / coarse, rel=1e-5)
+    assert qc.focus_score(np.zeros((8, 8), np.float32)) == 0.0
+
+
+def test_percentiles_from_the_histogram_are_numpy_s():
+    rng = np.random.default_rng(4)
+    for plane in (rng.integers(0, 65536, (50, 70)).astype(np.uint16), rng.integers(0, 7, (9, 11)).astype(np.uint8)):
+        q = [0, 0.1, 12.5, 50, 99, 99.99, 100]
+        assert np.allclose(qc.percentiles(plane, q), np.percentile(plane.astype(np.float32), q), rtol=1e-12, atol=0)
+    floats = rng.random((9, 11)).astype(np.float32)
+    assert np.array_equal(qc.percentiles(floats, [1, 99]), np.percentile(floats, [1, 99]))
 
 
 def test_saturated_fields_are_flagged():

@@ -33,8 +33,15 @@ TINY_SCREEN = {
     "blank_fraction": 0.0,
     "debris_fraction": 0.0,
 }
-PLATE_RULES = ["simulate_plate", "qc_plate", "correct_plate", "train_cellpose", "segment_plate", "extract_features"]
-CLUSTER_RULES = [*PLATE_RULES, "illumination_function", "segmentation_qc"]  # the rules not run locally
+PLATE_RULES = [
+    "simulate_plate",
+    "qc_illumination",
+    "correct_plate",
+    "train_cellpose",
+    "segment_plate",
+    "extract_features",
+]
+CLUSTER_RULES = [*PLATE_RULES, "segmentation_qc"]  # the rules not run locally
 
 
 def _cluster_up() -> bool:

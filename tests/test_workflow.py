@@ -434,7 +434,7 @@ def test_trained_features_are_scored_beside_imagenet_without_rerunning_segmentat
     planned = _snakemake(workdir, "--dry-run", "--quiet", "rules").stdout
     rules = set(re.findall(r"^(\w+)\s+\d+$", planned, re.M)) - {"total"}
     assert {"train_features", "extract_trained_features", "aggregate_profiles"} <= rules, planned
-    assert not rules & {"segment_plate", "extract_features", "correct_plate", "qc_plate"}, planned
+    assert not rules & {"segment_plate", "extract_features", "correct_plate", "qc_illumination"}, planned
     _snakemake(workdir, "--cores", "2")
     scores = json.loads((workdir / "results/scores/moa.json").read_text())
     before = json.loads((default_run / "results/scores/moa.json").read_text())

@@ -22,7 +22,7 @@ def _well_profiles(shared_data, signal: float, path: Path, plate_scales: float =
     fields = md.bbbc021_fields(
         folder / "BBBC021_v1_image.csv.gz", folder / "BBBC021_v1_moa.csv", ".", list(md.BBBC021_CHANNELS)
     )
-    wells = fields.drop_duplicates([md.PLATE, md.WELL]).reset_index(drop=True)
+    wells = fields[md.annotated(fields)].drop_duplicates([md.PLATE, md.WELL]).reset_index(drop=True)
     rng = np.random.default_rng(0)
     signatures = {moa: rng.normal(size=20) for moa in sorted(wells[md.MOA].unique())}
     signatures["DMSO"] = np.zeros(20)

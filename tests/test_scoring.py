@@ -309,14 +309,14 @@ def test_headline_table_has_one_row_per_scored_level_and_baseline():
     assert table.loc[2, "nsc"] == 0.0  # g pairs a with d, b with c: never the same MOA
     assert table.loc[2, ["same_batch_neighbours", "same_batch_chance"]].tolist() == [0.0, 0.333]  # nor batch
     assert table["active_fraction"].isna().all()  # no wells given: activity not measured
-    assert (table["weights"] == "").all()  # f and g are no network's features
+    assert (table["weights"] == "none").all()  # f and g are no network's features
 
 
 def test_the_headline_names_the_weights_and_the_training_protocol():
     summary = {"training": {"protocol": "transductive"}}
     assert scoring.weights_label("TrainedCNN+TrainedCellCNN", summary) == "trained (transductive)"
     assert scoring.weights_label("CNN+CellCNN+Nuclei", summary) == "ImageNet"
-    assert scoring.weights_label("Intensity", summary) == ""
+    assert scoring.weights_label("Intensity", summary) == "none"
 
 
 def test_treatments_of_one_well_have_no_activity_to_test():

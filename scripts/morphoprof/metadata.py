@@ -333,7 +333,7 @@ def join_well_profiles(
         raise InputError(f"{source}: non-numeric or empty values in feature column(s) {bad[:5]}")
     if not features:
         raise InputError(f"{source}: no feature columns besides {plate_column!r} and {well_column!r}")
-    wells = fields.drop_duplicates([PLATE, WELL])[[PLATE, WELL, BATCH, COMPOUND, CONCENTRATION, MOA]]
+    wells = fields[annotated(fields)].drop_duplicates([PLATE, WELL])[[PLATE, WELL, BATCH, COMPOUND, CONCENTRATION, MOA]]
     keys = pd.DataFrame(
         {PLATE: table[plate_column].astype(str).str.strip(), WELL: normalize_wells(table[well_column].astype(str))}
     )

@@ -454,11 +454,11 @@ def training_record(sidecar: dict, treatments: pd.DataFrame) -> dict:
 
 def weights_label(family: str, summary: dict) -> str:
     """Which weights a family's features come from, as the report's first page names them:
-    ``trained (<protocol>)``, ``ImageNet``, or empty for families of no network."""
+    ``trained (<protocol>)``, ``ImageNet``, or ``none`` for families of no network."""
     parts = family.split("+")
     if any(part.startswith(TRAINED) for part in parts):
         return f"trained ({summary['training']['protocol']})"
-    return "ImageNet" if {FIELD_FAMILY, CELL_FAMILY} & set(parts) else ""
+    return "ImageNet" if {FIELD_FAMILY, CELL_FAMILY} & set(parts) else "none"
 
 
 def headline_table(summary: dict) -> pd.DataFrame:

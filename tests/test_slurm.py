@@ -34,7 +34,7 @@ TINY_SCREEN = {
     "debris_fraction": 0.0,
 }
 PLATE_RULES = ["simulate_plate", "qc_plate", "correct_plate", "train_cellpose", "segment_plate", "extract_features"]
-CLUSTER_RULES = [*PLATE_RULES, "illumination_function", "segmentation_qc"]  # the rules not run locally
+CLUSTER_RULES = [*PLATE_RULES, "check_segmentation_model", "illumination_function", "segmentation_qc"]  # not local
 
 
 def _cluster_up() -> bool:

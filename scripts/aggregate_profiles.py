@@ -18,6 +18,8 @@ image_qc, segmentation_qc = (
     pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
     for tables in (snakemake.input.qc, snakemake.input.segmentation_qc)
 )
+for plate, why in qc.depleted_plates(fields, segmentation_qc).items():
+    log.warning("plate %s lost most of its nuclei: %s (see results/plots/segmentation/%s_*.png)", plate, why, plate)
 passed, blank = qc.passing_fields(
     fields, image_qc, segmentation_qc, snakemake.params.nuclear, snakemake.params.blank_contrast
 )

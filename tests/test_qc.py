@@ -121,6 +121,27 @@ def test_a_plate_of_noise_is_flagged_against_the_screen_and_stops_the_run():
     assert qc.passing_fields(fields, image, segmentation, "DNA")[0].tolist() == [False, True, True, True]
 
 
+def test_a_plate_whose_fields_lost_most_of_their_nuclei_is_named():
+    """P3's fields are all but empty; P4 keeps its fields, at a tenth of the other plates' nuclei."""
+    per_plate = {"P1": [30, 35, 40, 0], "P2": [32, 38, 36, 41], "P3": [0, 0, 1, 0], "P4": [3, 4, 2, 3]}
+    fields = pd.DataFrame(
+        [(f"{plate}_f{i}", plate) for plate, counts in per_plate.items() for i in range(len(counts))],
+        columns=["Metadata_Field", "Metadata_Plate"],
+    )
+    counts = pd.DataFrame({"Metadata_Field": fields["Metadata_Field"], "Nuclei_Count": sum(per_plate.values(), [])})
+    flagged = pd.concat(
+        [qc.flag_cell_counts(counts[fields["Metadata_Plate"] == plate], min_cells=1) for plate in per_plate]
+    )
+    depleted = qc.depleted_plates(fields, flagged.iloc[::-1])  # in another order than the fields
+    assert list(depleted) == ["P3", "P4"]  # P1 lost one field of four
+    assert depleted["P3"].startswith("3 of 4 fields flagged by segmentation QC, a median of 0 nuclei a field")
+    assert depleted["P4"] == (
+        "0 of 4 fields flagged by segmentation QC, a median of 3 nuclei a field against 17.75 for the screen's "
+        "median plate"
+    )
+    assert qc.depleted_plates(fields[fields["Metadata_Plate"] != "P3"], flagged).keys() == {"P4"}
+
+
 def test_overlay_fields_span_the_plates_nuclei_counts():
     flagged = pd.DataFrame({"Metadata_Field": list("abcdefg"), "Nuclei_Count": [5, 50, 0, 20, 35, 10, 40]})
     shown = qc.overlay_fields(flagged, 4)

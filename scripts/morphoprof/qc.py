@@ -172,6 +172,32 @@ def blank_plates(image_qc: pd.DataFrame, plates: pd.Series, nuclear: str, blank_
     return sorted(contrast.index[contrast < blank_contrast * contrast.median()])
 
 
+DEPLETED_SHARE = 0.5  # a plate with more than this share of its fields flagged by segmentation QC is named
+DEPLETED_MEDIAN = 0.25  # and one whose median nuclei count is below this times the screen's median plate's
+
+
+def depleted_plates(fields: pd.DataFrame, segmentation_qc: pd.DataFrame) -> dict[str, str]:
+    """Plates of ``fields`` (``Metadata_Field``, ``Metadata_Plate``) that lost most of their nuclei,
+    each with why: more than DEPLETED_SHARE of their fields flagged by segmentation QC, or a median
+    nuclei count below DEPLETED_MEDIAN times the screen's median plate's. Field flags cannot see a
+    plate whose every field is short of nuclei (its median is its own reference), nor tell a plate
+    that lost a few fields from one that lost most: named in the log, the plate can be looked at."""
+    cells = segmentation_qc.set_index(FIELD).loc[fields[FIELD]]
+    plates = fields[PLATE].to_numpy()
+    flagged = (~cells["QC_Pass"].astype(bool)).groupby(plates).sum()
+    total = cells["QC_Pass"].groupby(plates).size()
+    medians = cells["Nuclei_Count"].groupby(plates).median()
+    screen = float(medians.median())
+    depleted = {}
+    for plate in medians.index:
+        if flagged[plate] > DEPLETED_SHARE * total[plate] or medians[plate] < DEPLETED_MEDIAN * screen:
+            depleted[plate] = (
+                f"{flagged[plate]} of {total[plate]} fields flagged by segmentation QC, a median of "
+                f"{medians[plate]:g} nuclei a field against {screen:g} for the screen's median plate"
+            )
+    return depleted
+
+
 def passing_fields(
     fields: pd.DataFrame,
     image_qc: pd.DataFrame,

@@ -72,7 +72,7 @@ def main():
             truth.append(labels)
         model_path = tmp / "model" / "cellpose_bench.pth"
         segmentation.train(
-            raws[:12], truth[:12], model_path, n_epochs=args.epochs, nbase=(32, 64, 128, 256), device=device
+            raws[:12], truth[:12], model_path, epochs=args.epochs, seed=0, nbase=(32, 64, 128, 256), device=device
         )
         diameter = float(segmentation.load_model(str(model_path), device).diam_labels)
         settings = {**SETTINGS, "diameter": diameter}
@@ -84,9 +84,8 @@ def main():
                 ids,
                 channels,
                 tmp / "masks",
-                model,
-                settings,
                 measurement.measure_objects,
+                **{**settings, "model": model},
                 workers=args.threads,
             )
 

@@ -181,7 +181,7 @@ def train_model(path: Path, epochs: int, device) -> Path:
     """The small U-Net the workflow trains by default: 12 simulated 256x256 fields of the same nuclei."""
     params = simulate.ScreenParams(plates=1, batches=1, moas=1, sites=12, blank_fraction=0, debris_fraction=0, seed=1)
     fields = [(raw[0], labels) for _, (_, raw, labels) in zip(range(12), simulate.simulate_plate(params, "SIM01"))]
-    return segmentation.train(*zip(*fields), path, n_epochs=epochs, device=device)
+    return segmentation.train(*zip(*fields), path, epochs=epochs, seed=0, device=device)
 
 
 def bare_cellpose(model, fields: int, shape, batch_size: int, device):
@@ -239,10 +239,11 @@ def main():
         ids, truth = write_fields(tmp / "corrected", args.fields, args.size, args.cells)
         model_path = args.model or train_model(tmp / "model" / "cellpose.pth", args.epochs, device)
         model = segmentation.load_model(str(model_path), device)
-        settings = {**SETTINGS, "diameter": float(model.diam_labels)}  # bare Cellpose's; the plate estimate untimed
+        # bare Cellpose's diameter: the plate estimate untimed
+        settings = {**SETTINGS, "model": model, "diameter": float(model.diam_labels)}
 
         segmentation.segment_plate(
-            tmp / "corrected", ids[:2], channels, tmp / "warm", model, settings, measurement.measure_objects, workers=1
+            tmp / "corrected", ids[:2], channels, tmp / "warm", measurement.measure_objects, **settings, workers=1
         )
 
         def segment_rule(masks_folder):
@@ -251,9 +252,8 @@ def main():
                 ids,
                 channels,
                 masks_folder,
-                model,
-                settings,
                 measurement.measure_objects,
+                **settings,
                 workers=args.threads,
             )
 

@@ -11,6 +11,7 @@ WHOLE_CELLS = bool(config["segmentation"]["cells"]["model"])  # cells segmented 
 TRAINING_FOLDER = config["segmentation"]["train"]["images"]
 WEIGHTS = config["features"]["weights"]  # imagenet | trained: the backbone also fine-tuned on this screen
 TRAINED_WEIGHTS = "results/models/features.pt"
+MODEL_CHECK = "results/models/segmentation_check.json"  # what the nuclei model finds, before any plate is segmented
 
 
 wildcard_constraints:
@@ -175,3 +176,12 @@ def model_inputs(wildcards):
     """The model file, when the model is a file; built-in names are fetched by Cellpose itself."""
     model = segmentation_model()
     return [] if model in segmentation.BUILTIN_MODELS else [model]
+
+
+def model_check_inputs(wildcards):
+    """What the nuclei model is checked on before any plate is segmented: a few raw fields of the
+    first plate and, on the simulated screen, their ground truth; and the model file, if one."""
+    inputs = {"manifest": f"results/manifests/{PLATES[0]}.parquet", "model": model_inputs(wildcards)}
+    if SIMULATED:
+        inputs["truth"] = f"{screen.SIMULATED_MASKS}/{PLATES[0]}"
+    return inputs

@@ -24,11 +24,40 @@ rule train_cellpose:
         "../scripts/train_cellpose.py"
 
 
+rule check_segmentation_model:
+    input:
+        unpack(model_check_inputs),
+    output:
+        MODEL_CHECK,
+    log:
+        "logs/check_segmentation_model.log",
+    benchmark:
+        "benchmarks/check_segmentation_model.tsv"
+    conda:
+        "../envs/deep.yaml"
+    threads: 2
+    resources:
+        mem_mb=memory(8000),
+        runtime=minutes(30),
+        gpu=1,
+        cpus_per_gpu=cpus_per_gpu,
+    params:
+        plate=PLATES[0],
+        nuclear=CHANNELS[0],
+        model=segmentation_model(),
+        trained=config["segmentation"]["model"] == "train",
+        settings=screen.segmentation_settings(config, nuclei=True),
+        min_cells=config["segmentation"]["qc"]["min_cells"],
+    script:
+        "../scripts/check_segmentation_model.py"
+
+
 rule segment_plate:
     input:
         manifest="results/manifests/{plate}.parquet",
         images="results/corrected/{plate}",
         model=model_inputs,
+        checked=MODEL_CHECK,
     output:
         masks=directory("results/masks/{plate}"),
         table="results/segmentation/{plate}.parquet",
@@ -129,6 +158,6 @@ rule preview_segmentation:
         fields=config["preview_fields"],
         nuclear=CHANNELS[0],
         model=segmentation_model(),
-        settings=screen.segmentation_settings(config),
+        settings=screen.segmentation_settings(config, nuclei=True),
     script:
         "../scripts/preview_segmentation.py"

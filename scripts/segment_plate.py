@@ -10,22 +10,21 @@ log = jobs.start_job(snakemake)
 settings = snakemake.params.settings
 fields = pd.read_parquet(snakemake.input.manifest)
 device = jobs.pick_device()
-nuclei_model = segmentation.load_model(snakemake.params.model, device)
 cells = settings["cells"]
-cell_model = segmentation.load_model(cells["model"], device) if cells["model"] else None
+loaded = {
+    "model": segmentation.load_model(snakemake.params.model, device),
+    "cells": {**cells, "model": segmentation.load_model(cells["model"], device) if cells["model"] else None},
+}
 with tqdm(total=len(fields), desc=f"segment {snakemake.wildcards.plate}") as progress:
     counts, per_cell = segmentation.segment_plate(
         snakemake.input.images,
         list(fields[metadata.FIELD]),
         snakemake.params.channels,
         snakemake.output.masks,
-        nuclei_model,
-        settings,
         measurement.measure_objects,
-        cell_model,
-        cells["channel"],
-        snakemake.threads,
-        progress,
+        **{**settings, **loaded},
+        workers=snakemake.threads,
+        progress=progress,
     )
 counts.to_parquet(snakemake.output.table, index=False)
 per_cell = metadata.with_field_metadata(fields, per_cell)

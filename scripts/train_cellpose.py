@@ -22,7 +22,7 @@ segmentation.train(
     pictures,
     masks,
     snakemake.output.model,
-    n_epochs=settings["epochs"],
+    epochs=settings["epochs"],
     seed=settings["seed"],
     device=jobs.pick_device(),
 )

@@ -12,3 +12,22 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present: the real-data tests run only beside the project's shared data")
     return SHARED_DATA
+
+
+@pytest.fixture
+def model_finding_nothing(tmp_path):
+    """A Cellpose model file saved as segmentation.train saves one, with every weight zero (its sizes
+    kept): its cell probability is 0 everywhere, never above Cellpose's threshold, so it finds no nucleus."""
+    import torch
+
+    from morphoprof import segmentation
+
+    model = segmentation.new_model(diam_mean=14.0)
+    with torch.no_grad():
+        for name, weights in model.net.named_parameters():
+            if not name.startswith("diam_"):
+                weights.zero_()
+    path = tmp_path / "zero.pth"
+    model.net.save_model(str(path))
+    segmentation.sidecar(path).write_text('{"nbase": [8, 16, 32, 256], "diam_mean": 14.0}')
+    return path

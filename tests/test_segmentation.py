@@ -138,7 +138,9 @@ def test_cellposes_per_call_chatter_stays_out_of_the_log(caplog):
 
 def test_training_shows_its_epochs_on_the_terminal(tmp_path, capfd):
     fields = _simulated_fields(2)
-    segmentation.train([raw[0] for raw, _ in fields], [labels for _, labels in fields], tmp_path / "m.pth", n_epochs=1)
+    segmentation.train(
+        [raw[0] for raw, _ in fields], [labels for _, labels in fields], tmp_path / "m.pth", epochs=1, seed=0
+    )
     assert "train_cellpose: epoch 0, train_loss=" in capfd.readouterr().err
 
 
@@ -149,3 +151,25 @@ def test_builtin_models_are_looked_for_where_cellpose_keeps_them(tmp_path, monke
     (tmp_path / file).write_bytes(b"")
     url = f"{segmentation.BUILTIN_MODEL_URL}/{file}"
     screen.check_downloadable(tmp_path / file, url, "model", timeout=0.001)  # present: no download asked
+
+
+NUCLEI_SETTINGS = screen.segmentation_settings(  # the shipped config's
+    screen.partial_config(None, screen.CONFIG / "config.yaml", screen.CONFIG / "config.schema.yaml"), nuclei=True
+)
+
+
+def test_a_model_that_finds_nothing_is_named_with_what_to_try(model_finding_nothing):
+    fields = _simulated_fields(4)
+    nuclear, truth = [raw[0].astype(np.float32) for raw, _ in fields], [labels for _, labels in fields]
+    model = segmentation.load_model(str(model_finding_nothing))
+    checked = segmentation.check_model(
+        model, nuclear, truth, name="segmentation.model 'zero.pth'", plate="SIM01", trained=False, **NUCLEI_SETTINGS
+    )
+    true = sum(int(t.max()) for t in truth)
+    assert checked["nuclei"] == [0, 0, 0, 0] and checked["true_nuclei"] == [int(t.max()) for t in truth]
+    assert checked["problem"].startswith(
+        "segmentation.model 'zero.pth' finds 0 nuclei on 4 fields of plate SIM01 (128x128 px) at diameter 14.0 px "
+        f"(the model's own), where the ground truth holds {true}: set segmentation.cellprob_threshold lower"
+    )
+    without_truth = segmentation.check_model(model, nuclear, None, name="m", plate="P", trained=True, **NUCLEI_SETTINGS)
+    assert "a median of 0 a field: train it longer (segmentation.train.epochs)" in without_truth["problem"]

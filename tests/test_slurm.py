@@ -41,7 +41,7 @@ PLATE_RULES = [
     "segment_plate",
     "extract_features",
 ]
-CLUSTER_RULES = [*PLATE_RULES, "segmentation_qc"]  # the rules not run locally
+CLUSTER_RULES = [*PLATE_RULES, "check_segmentation_model", "segmentation_qc"]  # the rules not run locally
 
 
 def _cluster_up() -> bool:

@@ -146,6 +146,26 @@ def test_the_report_opens_on_the_scores_and_the_qc_counts(default_run):
         assert counts[reason] == str(scored[flag].sum())
 
 
+def test_a_model_that_finds_nothing_stops_the_run_before_any_plate_is_segmented(tmp_path, model_finding_nothing):
+    """A one-plate screen of 96x96 px fields and a model file that finds no nucleus: the run stops in
+    the model's check, naming the model and what it found, and no plate's segment_plate job starts."""
+    tiny = {"plates": 1, "batches": 1, "sites": 1, "height": 96, "width": 96, "moas": 2, "control_wells": 2}
+    workdir = _workdir(
+        tmp_path / "run",
+        simulate={**DEFAULT_CONFIG["simulate"], **tiny, "blank_fraction": 0, "debris_fraction": 0},
+        segmentation={**DEFAULT_CONFIG["segmentation"], "model": str(model_finding_nothing)},
+        illumination={**DEFAULT_CONFIG["illumination"], "correct": False},
+    )
+    result = _snakemake(workdir, "--cores", "2", "results/segmentation/SIM01.parquet", check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    truth = sum(tifffile.imread(p).max() > 0 for p in (workdir / "results/simulated/masks/SIM01").glob("*.tif"))
+    assert truth and (
+        f"segmentation.model '{model_finding_nothing}' finds 0 nuclei on 8 fields of plate SIM01 (96x96 px)" in log
+    ), log[-3000:]
+    assert "rule segment_plate:" not in log and not (workdir / "logs/segment_plate").exists()
+
+
 def test_simulated_tables_are_a_valid_generic_input(default_run):
     """The simulator's image and MOA tables read back through the generic-table input."""
     folder = default_run / "results/simulated"
@@ -198,6 +218,9 @@ def test_segmentation_matches_the_simulated_ground_truth(default_run):
     assert tp.sum() / (reported["true_objects"] + reported["found_objects"] - tp).sum() == pytest.approx(trained)
     assert trained > SIMULATED_AP_THRESHOLD
 
+    checked = json.loads((default_run / "results/models/segmentation_check.json").read_text())
+    assert checked["problem"] is None and sum(checked["nuclei"]) > SIMULATED_AP_THRESHOLD * sum(checked["true_nuclei"])
+
     counts = pd.read_parquet(default_run / "results/segmentation/SIM01.parquet")
     assert counts["Nuclei_Count"].median() > 10
     cells = pd.read_parquet(default_run / "results/cells/SIM01.parquet")
@@ -223,7 +246,8 @@ def test_masks_are_cellposes_own(default_run):
     field_ids = list(pd.read_parquet(default_run / "results/segmentation/SIM02.parquet")["Metadata_Field"])
     settings = {**DEFAULT_CONFIG["segmentation"]}
     bounds = segmentation.intensity_bounds(folder, field_ids, settings["low_percentile"], settings["high_percentile"])
-    diameter = segmentation.plate_diameter(model, folder, field_ids, bounds[0], settings)
+    thresholds = {k: settings[k] for k in ("batch_size", "flow_threshold", "cellprob_threshold")}
+    diameter = segmentation.plate_diameter(model, folder, field_ids, bounds[0], **thresholds)
     shown = field_ids[:6]
     nuclei = np.stack([images.read_corrected(folder, f)[0] for f in shown])
     tile = min(int(np.ceil(max(nuclei.shape[-2:]) * model.diam_mean / diameter / 16) * 16) + 16, 512)

@@ -106,10 +106,13 @@ def check_settings(config: dict) -> None:
         )
 
 
-def segmentation_settings(config: dict) -> dict:
+def segmentation_settings(config: dict, nuclei: bool = False) -> dict:
     """The ``segmentation:`` block as the segmenting jobs take it: without training and QC, which
-    they do not read, so that changing those does not rerun them."""
-    return {key: value for key, value in config["segmentation"].items() if key not in ("train", "qc")}
+    they do not read, so that changing those does not rerun them. ``nuclei``: also without the
+    models, for the jobs that segment a few raw fields' nuclei with a model they load
+    (``segmentation.segment_sample``)."""
+    left_out = ("train", "qc", "model", "cells") if nuclei else ("train", "qc")
+    return {key: value for key, value in config["segmentation"].items() if key not in left_out}
 
 
 def feature_settings(config: dict) -> dict:

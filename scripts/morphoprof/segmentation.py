@@ -128,16 +128,19 @@ def load_model(spec: str, device=None):
 
 
 def train(
-    images: list[np.ndarray],
+    pictures: list[np.ndarray],
     masks: list[np.ndarray],
     out_path: str | Path,
-    n_epochs: int = 100,
+    *,
+    epochs: int,
+    seed: int,
     nbase=SMALL_NBASE,
     learning_rate: float = 0.1,
-    seed: int = 0,
     device=None,
 ) -> Path:
-    """Train a small Cellpose U-Net from scratch on grey images and label masks; save it."""
+    """Train a small Cellpose U-Net from scratch on grey images and label masks; save it.
+
+    ``epochs`` and ``seed`` are the config's ``segmentation.train`` keys."""
     import torch
     from cellpose import train as cp_train
 
@@ -150,11 +153,11 @@ def train(
     with _epochs_on_terminal():
         saved = cp_train.train_seg(
             model.net,
-            train_data=[im.astype(np.float32) for im in images],
+            train_data=[im.astype(np.float32) for im in pictures],
             train_labels=list(masks),
             channels=[0, 0],
             normalize=True,
-            n_epochs=n_epochs,
+            n_epochs=epochs,
             learning_rate=learning_rate,
             weight_decay=1e-4,
             SGD=True,
@@ -427,6 +430,7 @@ def segment(
     model,
     images: list[np.ndarray],
     diameter: float | None = None,
+    *,
     batch_size: int = 8,
     flow_threshold: float = 0.4,
     cellprob_threshold: float = 0.0,
@@ -441,6 +445,7 @@ def estimate_diameter(
     model,
     nuclear: list[np.ndarray],
     lowhigh=None,
+    *,
     batch_size: int = 8,
     flow_threshold: float = 0.4,
     cellprob_threshold: float = 0.0,
@@ -449,14 +454,126 @@ def estimate_diameter(
     model was trained on: the median diameter of what the model finds at its own size, measured
     again at that estimate (Cellpose's size model refines its guess the same way); None where the
     first pass finds no nucleus."""
+    thresholds = {"batch_size": batch_size, "flow_threshold": flow_threshold, "cellprob_threshold": cellprob_threshold}
     estimate = None
     for _ in range(2):
-        masks = segment(model, nuclear, estimate, batch_size, flow_threshold, cellprob_threshold, lowhigh)
-        found = median_diameter(masks)
+        found = median_diameter(segment(model, nuclear, estimate, lowhigh=lowhigh, **thresholds))
         if found is None:
             return estimate
         estimate = found
     return estimate
+
+
+def nuclear_diameter(
+    model, nuclear: list[np.ndarray], lowhigh, *, diameter: float, batch_size: int, **thresholds
+) -> tuple[float, str]:
+    """The diameter (px) fields are segmented at, and where it comes from: ``diameter`` as
+    configured, or where it is 0 estimated on the ``nuclear`` fields (:func:`estimate_diameter`), or
+    the model's own where they hold no nucleus. The one choice of a plate's job and of the preview."""
+    if diameter:
+        return float(diameter), "configured"
+    estimate = estimate_diameter(model, nuclear, lowhigh, batch_size=batch_size, **thresholds)
+    return (estimate, "estimated") if estimate is not None else (float(model.diam_labels), "the model's own")
+
+
+@dataclass
+class Sample:
+    """A few raw fields segmented as a plate's job would segment them (:func:`segment_sample`)."""
+
+    masks: list[np.ndarray]
+    diameter: float
+    source: str  # of the diameter: configured, estimated or the model's own
+    lowhigh: tuple[float, float]
+
+
+def sample_fields(fields: pd.DataFrame, channel: str, count: int) -> tuple[list[str], list[np.ndarray]]:
+    """``count`` fields of a plate's table, evenly spread, and their raw ``channel`` planes (float32)."""
+    from . import images
+    from .metadata import FIELD, path_column
+
+    shown = fields.iloc[evenly_spread(len(fields), count)]
+    return list(shown[FIELD]), [images.read_image(p).astype(np.float32) for p in shown[path_column(channel)]]
+
+
+def segment_sample(
+    model,
+    nuclear: list[np.ndarray],
+    *,
+    diameter: float,
+    batch_size: int,
+    flow_threshold: float,
+    cellprob_threshold: float,
+    low_percentile: float,
+    high_percentile: float,
+) -> Sample:
+    """Raw nuclear planes of some fields, segmented with the config's ``segmentation`` settings
+    before any plate is corrected: scaled by their own ``low_percentile`` and ``high_percentile``,
+    at :func:`nuclear_diameter`. The preview draws it; :func:`check_model` counts it."""
+    from . import images
+
+    lowhigh = images.plate_bounds(([plane] for plane in nuclear), low_percentile, high_percentile)[0]
+    thresholds = {"batch_size": batch_size, "flow_threshold": flow_threshold, "cellprob_threshold": cellprob_threshold}
+    chosen, source = nuclear_diameter(model, nuclear, lowhigh, diameter=diameter, **thresholds)
+    return Sample(segment(model, nuclear, chosen, lowhigh=lowhigh, **thresholds), chosen, source, lowhigh)
+
+
+MIN_FOUND_FRACTION = 0.1  # a model finding fewer than this share of the true nuclei finds almost nothing
+
+
+def check_model(
+    model,
+    nuclear: list[np.ndarray],
+    truth: list[np.ndarray] | None,
+    *,
+    name: str,
+    plate: str,
+    trained: bool,
+    **settings,
+) -> dict:
+    """What a segmentation model finds on a few raw fields (:func:`segment_sample` with the config's
+    ``segmentation`` ``settings``), before any plate is segmented with it: fields of ``plate``, and
+    ``truth``, where the screen has it, their true labels.
+
+    Returns the fields' size, the diameter, the nuclei found per field (and true), and ``problem``:
+    None, or a message naming the model (``name``) and what to try, where it finds almost nothing:
+    fewer than MIN_FOUND_FRACTION of the true nuclei, or without ground truth a median under one
+    nucleus a field. A model finding more, but poorly, passes: segmentation accuracy scores it."""
+    sample = segment_sample(model, nuclear, **settings)
+    found = [int(m.max()) for m in sample.masks]
+    true = None if truth is None else [int(t.max()) for t in truth]
+    height, width = nuclear[0].shape
+    what = (
+        f"{name} finds {sum(found)} nuclei on {len(found)} fields of plate {plate} ({height}x{width} px) at diameter "
+        f"{sample.diameter:.1f} px ({sample.source})"
+    )
+    if true is not None:
+        failed = sum(found) < MIN_FOUND_FRACTION * sum(true)
+        what += f", where the ground truth holds {sum(true)}"
+    else:
+        failed = float(np.median(found)) < 1
+        what += f", a median of {float(np.median(found)):g} a field"
+    advice = (
+        "train it longer (segmentation.train.epochs) or on more fields (segmentation.train.fields), "
+        if trained
+        else "set segmentation.cellprob_threshold lower, "
+    )
+    problem = (
+        f"{what}: {advice}set segmentation.diameter to the nuclei's diameter in pixels, or name another model "
+        "(segmentation.model: nuclei, cyto3, a model file, or train); results/preview/segmentation.png shows "
+        "what it finds"
+        if failed
+        else None
+    )
+    return {
+        "model": name,
+        "height": height,
+        "width": width,
+        "diameter": sample.diameter,
+        "diameter_source": sample.source,
+        "nuclei": found,
+        "true_nuclei": true,
+        "problem": problem,
+    }
 
 
 def segment_plate(
@@ -464,11 +581,16 @@ def segment_plate(
     field_ids: list[str],
     channels: list[str],
     masks_folder,
-    nuclei_model,
-    settings: dict,
     measure: Callable[..., pd.DataFrame],
-    cell_model=None,
-    cytoplasm: str | None = None,
+    *,
+    model,
+    diameter: float,
+    flow_threshold: float,
+    cellprob_threshold: float,
+    batch_size: int,
+    low_percentile: float,
+    high_percentile: float,
+    cells: dict | None = None,
     workers: int = 2,
     progress=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -476,20 +598,23 @@ def segment_plate(
     return per-field counts and the per-nucleus table (``Metadata_Field`` first), made by
     ``measure(nuclei, stack, channels, cells)`` for each field (``measurement.measure_objects``).
 
-    ``workers`` threads read stacks ahead of the network, which runs ``settings["batch_size"]``
-    fields per pass; ``workers`` processes turn finished batches' flows into masks, label TIFFs
-    and per-cell measurements while the network runs the next batch. Each field's flows reach its
-    worker as a file (:meth:`Flows.save`, :func:`handover_folder`), its stack from the corrected
-    folder. Cellpose scales intensities by the plate's ``low_percentile`` and ``high_percentile``
+    The keywords are the config's ``segmentation`` block, with ``model`` a loaded nuclei model and,
+    for whole cells, ``cells["model"]`` a loaded cell model (else falsy, as in config).
+    ``workers`` threads read stacks ahead of the network, which runs ``batch_size`` fields per
+    pass; ``workers`` processes turn finished batches' flows into masks, label TIFFs and per-cell
+    measurements while the network runs the next batch. Each field's flows reach its worker as a
+    file (:meth:`Flows.save`, :func:`handover_folder`), its stack from the corrected folder.
+    Cellpose scales intensities by the plate's ``low_percentile`` and ``high_percentile``
     (sampled from up to ``SAMPLED_FIELDS`` fields), not each field's own. A ``diameter`` of 0 is
     estimated for the plate (``plate_diameter``)."""
     from . import images
     from .metadata import FIELD
 
-    thresholds = {k: settings[k] for k in ("flow_threshold", "cellprob_threshold")}
-    cytoplasm_index = channels.index(cytoplasm) if cell_model is not None else None
-    bounds = intensity_bounds(folder, field_ids, settings["low_percentile"], settings["high_percentile"])
-    diameter = settings["diameter"] or plate_diameter(nuclei_model, folder, field_ids, bounds[0], settings)
+    thresholds = {"flow_threshold": flow_threshold, "cellprob_threshold": cellprob_threshold}
+    cell_model = (cells or {}).get("model") or None
+    cytoplasm_index = channels.index(cells["channel"]) if cell_model is not None else None
+    bounds = intensity_bounds(folder, field_ids, low_percentile, high_percentile)
+    diameter = diameter or plate_diameter(model, folder, field_ids, bounds[0], batch_size=batch_size, **thresholds)
     counts, objects, pending = {}, [], deque()
 
     def collect(finished):
@@ -500,24 +625,16 @@ def segment_plate(
             progress.update(1)
 
     _, height, width = images.stack_shape(images.corrected_path(folder, field_ids[0]))
-    in_flight = (2 * workers + 2 * settings["batch_size"]) * 3 * height * width * 4 * (1 + (cell_model is not None))
+    in_flight = (2 * workers + 2 * batch_size) * 3 * height * width * 4 * (1 + (cell_model is not None))
     with _mask_pool(workers) as pool, tempfile.TemporaryDirectory(dir=handover_folder(2 * in_flight)) as handover:
-        for ids, batch in images.corrected_batches(folder, field_ids, settings["batch_size"], workers):
-            flows = {
-                "nuclei": network_flows(
-                    nuclei_model,
-                    images.from_uint16(batch[:, 0]),
-                    diameter,
-                    settings["batch_size"],
-                    bounds[0],
-                )
-            }
+        for ids, batch in images.corrected_batches(folder, field_ids, batch_size, workers):
+            flows = {"nuclei": network_flows(model, images.from_uint16(batch[:, 0]), diameter, batch_size, bounds[0])}
             if cell_model is not None:
                 flows["cells"] = network_flows(
                     cell_model,
                     images.from_uint16(batch[:, [cytoplasm_index, 0]]),
-                    settings["cells"]["diameter"] or None,
-                    settings["batch_size"],
+                    cells["diameter"] or None,
+                    batch_size,
                     [bounds[cytoplasm_index], bounds[0]],
                 )
             for k, field_id in enumerate(ids):
@@ -528,7 +645,7 @@ def segment_plate(
                     handed[compartment] = (path, compartment_flows.niter)
                 task = pool.submit(_field_masks, field_id, folder, channels, masks_folder, handed, thresholds, measure)
                 pending.append((field_id, task))
-            while pending and (pending[0][1].done() or len(pending) > 2 * workers + settings["batch_size"]):
+            while pending and (pending[0][1].done() or len(pending) > 2 * workers + batch_size):
                 collect(pending.popleft())
         while pending:
             collect(pending.popleft())
@@ -548,22 +665,23 @@ def handover_folder(room: int) -> str | None:
     return SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK) and free.f_bavail * free.f_frsize >= room else None
 
 
-def plate_diameter(model, folder, field_ids: list[str], lowhigh, settings: dict) -> float:
+def plate_diameter(model, folder, field_ids: list[str], lowhigh, *, batch_size: int, **thresholds) -> float:
     """The nuclear diameter a plate is segmented at when config leaves it at 0: estimated on
-    DIAMETER_FIELDS of its corrected fields, evenly spread, and logged beside the model's own,
-    which is kept where those fields hold no nucleus."""
+    DIAMETER_FIELDS of its corrected fields, evenly spread (:func:`nuclear_diameter`), and logged
+    beside the model's own, which is kept where those fields hold no nucleus."""
     from . import images
 
     sampled = [field_ids[i] for i in evenly_spread(len(field_ids), DIAMETER_FIELDS)]
     nuclear = [images.read_corrected(folder, f)[0] for f in sampled]
-    thresholds = {k: settings[k] for k in ("flow_threshold", "cellprob_threshold")}
-    estimate = estimate_diameter(model, nuclear, lowhigh, settings["batch_size"], **thresholds)
+    diameter, source = nuclear_diameter(model, nuclear, lowhigh, diameter=0, batch_size=batch_size, **thresholds)
     own = float(model.diam_labels)
-    if estimate is None:
+    if source != "estimated":
         log.warning("no nuclei in %d sampled fields: segmenting at the model's diameter, %.1f px", len(sampled), own)
-        return own
-    log.info("nuclear diameter %.1f px, estimated on %d fields (the model's own: %.1f px)", estimate, len(sampled), own)
-    return estimate
+    else:
+        log.info(
+            "nuclear diameter %.1f px, estimated on %d fields (the model's own: %.1f px)", diameter, len(sampled), own
+        )
+    return diameter
 
 
 def intensity_bounds(folder, field_ids: list[str], low: float, high: float) -> list[tuple[float, float]]:

@@ -118,7 +118,8 @@ def _table_rows(page: str) -> list[list[str]]:
 def test_the_report_opens_on_the_scores_and_the_qc_counts(default_run):
     """The report's first page shows NSC, NSCB and mAP of every scored level and baseline, as in
     moa.json, with the share of MOAs whose mAP is significant, the active treatments and the batch
-    structure left, and the fields kept (those the well profiles count) and dropped, and why."""
+    structure left, the fields kept (those the well profiles count) and dropped, and why, and the
+    segmentation accuracy against the simulated ground truth, as in segmentation_accuracy.csv."""
     _snakemake(default_run, "--report", "report.html")
     rows = _table_rows(_landing_page((default_run / "report.html").read_text(errors="replace")))
     scores = json.loads((default_run / "results/scores/moa.json").read_text())
@@ -144,6 +145,9 @@ def test_the_report_opens_on_the_scores_and_the_qc_counts(default_run):
     scored = image_qc[image_qc[md.FIELD].isin(fields.loc[~unannotated, md.FIELD])]
     for flag, reason in (("QC_Blank", "blank"), ("QC_Debris", "debris")):
         assert counts[reason] == str(scored[flag].sum())
+    accuracy = (default_run / "results/scores/segmentation_accuracy.csv").read_text().splitlines()
+    for line in accuracy:  # each plate's AP@0.5 against the ground truth, as written
+        assert line.split(",") in rows, line
 
 
 def test_a_model_that_finds_nothing_stops_the_run_before_any_plate_is_segmented(tmp_path, model_finding_nothing):

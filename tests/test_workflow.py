@@ -385,10 +385,10 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
 
 
-def test_readme_pycytominer_snippet_runs(default_run):
-    """The README's pycytominer and copairs block, run as it is on the default run's profiles."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### With pycytominer and copairs") :]
+def test_docs_pycytominer_snippet_runs(default_run):
+    """The manual's pycytominer and copairs block (docs/profiles.md), run as it is on the default run's profiles."""
+    page = (ROOT / "docs/profiles.md").read_text()
+    section = page[page.index("## With pycytominer and copairs") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     result = subprocess.run([sys.executable, "-c", code], cwd=default_run, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]

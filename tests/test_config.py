@@ -1,4 +1,5 @@
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,18 @@ def test_parsing_the_workflow_never_imports_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert any("from morphoprof import" in line for line in imports)
     assert result.stdout.strip() == "[]"
+
+
+def test_every_gpu_rule_is_sent_to_the_gpu_partition():
+    """The SLURM profile names the GPU partition for exactly the rules that declare a GPU: one left
+    out would be submitted to the CPU partition with --gpus=1, and wait there."""
+    rules = {}
+    for smk in (ROOT / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", smk.read_text(), re.M | re.S):
+            rules[name] = body
+    declared = {name for name, body in rules.items() if re.search(r"^\s+gpu=1,", body, re.M)}
+    assert {"segment_plate", "train_features"} <= declared
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    gpu_partition = profile["set-resources"]["segment_plate"]["slurm_partition"]
+    sent = {rule for rule, res in profile["set-resources"].items() if res.get("slurm_partition") == gpu_partition}
+    assert sent == declared

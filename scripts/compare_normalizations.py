@@ -16,10 +16,7 @@ for method in profiles.NORMALIZATIONS:
         rows += [{"normalization": method, "family": family, "note": str(err)} for family in snakemake.params.families]
         continue
     for family in snakemake.params.families:
-        columns = profiles.feature_columns(treatments, family)
-        summary, _ = scoring.score(treatments, columns)
-        activity = scoring.phenotypic_activity(normalized, snakemake.params.control, columns)
-        summary["activity"] = scoring.activity_summary(activity)
+        summary, _ = scoring.score_family(treatments, family, normalized, snakemake.params.control)
         rows.append({"normalization": method, "family": family, **scoring.headline_row(summary)})
         log.info(
             "%s %s: NSC %s NSCB %s mAP %s", method, family, *(scoring.shown(summary[k]) for k in ("nsc", "nscb", "map"))

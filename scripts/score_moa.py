@@ -25,9 +25,10 @@ with open(snakemake.output.scores, "w") as out:
 table.to_csv(snakemake.output.table, index=False)
 
 columns = profiles.feature_columns(treatments, family)
-nsc = scoring.nearest_neighbours(treatments, columns, exclude_batch=False)
 plots.confusion_matrix(
-    scoring.confusion(nsc), f"NSC 1-NN: accuracy {scoring.shown(summary['nsc'], 2)}", snakemake.output.confusion
+    scoring.confusion(table, "nsc_predicted_moa"),
+    f"NSC 1-NN: accuracy {scoring.shown(summary['nsc'], 2)}",
+    snakemake.output.confusion,
 )
 values = scoring.profile_matrix(treatments, columns)
 plots.embedding(

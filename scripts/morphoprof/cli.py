@@ -79,7 +79,7 @@ def score(args) -> None:
     Path(args.out).write_text(json.dumps(summary, indent=2))
     if args.treatments:
         treatments.to_parquet(args.treatments, index=False)
-    shown = {k: scoring.shown(summary[k]) for k in ("nsc", "nscb", "nscb_common", "map")}
+    shown = {k: scoring.shown(summary[k]) for k in scoring.RETRIEVAL}
     print(
         f"NSC {shown['nsc']}  NSCB {shown['nscb']} ({summary['nscb_scored_treatments']} treatments)  "
         f"NSCB common {shown['nscb_common']} ({summary['nscb_common_treatments']})  mAP {shown['map']}"

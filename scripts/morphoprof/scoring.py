@@ -186,11 +186,12 @@ def per_moa_accuracy(neighbours: pd.DataFrame) -> dict[str, float]:
     return {moa: float(v) for moa, v in hits.groupby(scored[MOA]).mean().items()}
 
 
-def confusion(neighbours: pd.DataFrame) -> pd.DataFrame:
-    """Counts of true MOA (rows) by predicted MOA (columns)."""
-    scored = neighbours.dropna(subset=["predicted_moa"])
+def confusion(neighbours: pd.DataFrame, predicted: str = "predicted_moa") -> pd.DataFrame:
+    """Counts of true MOA (rows) by predicted MOA (columns); ``predicted`` names the column of
+    predictions (``nsc_predicted_moa`` in :func:`score`'s table)."""
+    scored = neighbours.dropna(subset=[predicted])
     labels = sorted(neighbours[MOA].unique())
-    return pd.crosstab(scored[MOA], scored["predicted_moa"]).reindex(index=labels, columns=labels, fill_value=0)
+    return pd.crosstab(scored[MOA], scored[predicted]).reindex(index=labels, columns=labels, fill_value=0)
 
 
 def single_batch_moas(profiles: pd.DataFrame) -> list[str]:
@@ -290,6 +291,72 @@ def undefined_scores(profiles: pd.DataFrame) -> dict[str, str]:
     return reasons
 
 
+def neighbour_scores(
+    profiles: pd.DataFrame, features: list[str], undefined: dict[str, str]
+) -> tuple[dict, pd.DataFrame]:
+    """NSC, NSCB and NSCB on the common set by 1-nearest-neighbour (cosine, and Pearson beside it),
+    their k-NN variants and per-MOA accuracies, None where ``undefined`` names them; and the
+    per-treatment table of both neighbours (columns ``nsc_*`` and ``nscb_*``)."""
+
+    def unless(kind, value):
+        return None if kind in undefined else value
+
+    nsc = nearest_neighbours(profiles, features, exclude_batch=False)
+    nscb = nearest_neighbours(profiles, features, exclude_batch=True)
+    dropped = single_batch_moas(profiles)
+    common = profiles[~profiles[MOA].isin(dropped)].reset_index(drop=True)
+    scores = {
+        "nsc": unless("nsc", accuracy(nsc)),
+        "nscb": unless("nscb", accuracy(nscb)),
+        "nscb_scored_treatments": int(nscb["predicted_moa"].notna().sum()),
+        "nscb_common": unless(
+            "nscb_common", accuracy(nearest_neighbours(common, features, exclude_batch=True)) if len(common) else None
+        ),
+        "nscb_common_treatments": int(len(common)),
+        "nscb_common_dropped_moas": dropped,
+        "pearson": {
+            "nsc": unless("nsc", accuracy(nearest_neighbours(profiles, features, False, "pearson"))),
+            "nscb": unless("nscb", accuracy(nearest_neighbours(profiles, features, True, "pearson"))),
+        },
+        "knn": {
+            f"k{k}": {
+                kind: unless(
+                    kind,
+                    accuracy(
+                        pd.DataFrame({MOA: profiles[MOA], "predicted_moa": knn_predictions(profiles, features, k, b)})
+                    ),
+                )
+                for kind, b in (("nsc", False), ("nscb", True))
+            }
+            for k in KS
+        },
+        "per_moa_nsc": per_moa_accuracy(nsc) if "nsc" not in undefined else {},
+        "per_moa_nscb": per_moa_accuracy(nscb) if "nscb" not in undefined else {},
+    }
+    table = nsc.rename(columns={c: f"nsc_{c}" for c in nsc.columns[3:]})
+    return scores, table.join(nscb.iloc[:, 3:].add_prefix("nscb_"))
+
+
+def precision_scores(profiles: pd.DataFrame, features: list[str], undefined: dict[str, str]) -> tuple[dict, np.ndarray]:
+    """copairs' mean average precision by MOA, per MOA and with each MOA's significance, None where
+    ``undefined`` names ``map``; and each treatment's average precision (NaN there)."""
+    if "map" in undefined:
+        empty = {"map": None, "map_per_moa": {}, "map_significant_moas": None, "map_significance": {}}
+        return empty, np.full(len(profiles), np.nan)
+    ap = average_precision(profiles, features)
+    moa_significance = significance(ap, [MOA]).set_index(MOA)
+    scores = {
+        "map": float(ap["average_precision"].mean()),
+        "map_per_moa": {m: float(v) for m, v in ap.groupby(MOA)["average_precision"].mean().items()},
+        "map_significant_moas": float(moa_significance["significant"].mean()),
+        "map_significance": {
+            moa: {"p_value": float(row["p_value"]), "corrected_p_value": float(row["corrected_p_value"])}
+            for moa, row in moa_significance.iterrows()
+        },
+    }
+    return scores, ap["average_precision"].to_numpy()
+
+
 def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFrame]:
     """All scores of one feature set, and a per-treatment table of neighbours.
 
@@ -303,72 +370,27 @@ def score(profiles: pd.DataFrame, features: list[str]) -> tuple[dict, pd.DataFra
     Returns
     -------
     summary : dict
-        ``nsc``, ``nscb`` (1-NN accuracy, not same compound, and not same compound or batch),
-        ``nscb_common``, ``map`` (copairs mean average precision by MOA), per-MOA scores,
-        counts, and the batch structure left (:func:`batch_neighbours`). Scores the screen
-        cannot give (:func:`undefined_scores`) are None, with their reasons under ``undefined``.
+        ``nsc``, ``nscb``, ``nscb_common`` and their variants (:func:`neighbour_scores`), ``map``
+        and its details (:func:`precision_scores`), counts, and the batch structure left
+        (:func:`batch_neighbours`). Scores the screen cannot give (:func:`undefined_scores`) are
+        None, with their reasons under ``undefined``.
     table : pandas.DataFrame
         Per treatment: its neighbours and predicted MOAs, and its average precision.
     """
     undefined = undefined_scores(profiles)
-
-    def unless(kind, value):
-        return None if kind in undefined else value
-
-    nsc = nearest_neighbours(profiles, features, exclude_batch=False)
-    nscb = nearest_neighbours(profiles, features, exclude_batch=True)
-    dropped = single_batch_moas(profiles)
-    common = profiles[~profiles[MOA].isin(dropped)].reset_index(drop=True)
-    ap = average_precision(profiles, features) if "map" not in undefined else None
-    moa_significance = significance(ap, [MOA]).set_index(MOA) if ap is not None else None
+    neighbours, table = neighbour_scores(profiles, features, undefined)
+    precision, table["average_precision"] = precision_scores(profiles, features, undefined)
     summary = {
-        "nsc": unless("nsc", accuracy(nsc)),
-        "nscb": unless("nscb", accuracy(nscb)),
-        "nscb_scored_treatments": int(nscb["predicted_moa"].notna().sum()),
-        "nscb_common": unless(
-            "nscb_common", accuracy(nearest_neighbours(common, features, exclude_batch=True)) if len(common) else None
-        ),
-        "nscb_common_treatments": int(len(common)),
-        "nscb_common_dropped_moas": dropped,
+        **neighbours,
+        **precision,
         "n_treatments": int(len(profiles)),
         "n_compounds": int(profiles[COMPOUND].nunique()),
         "n_moas": int(profiles[MOA].nunique()),
         "n_batches": int(profiles[BATCH].nunique()),
         "n_features": len(features),
-        "pearson": {
-            "nsc": unless("nsc", accuracy(nearest_neighbours(profiles, features, False, "pearson"))),
-            "nscb": unless("nscb", accuracy(nearest_neighbours(profiles, features, True, "pearson"))),
-        },
-        "knn": {},
-        "map": unless("map", float(ap["average_precision"].mean()) if ap is not None else None),
-        "map_per_moa": {m: float(v) for m, v in ap.groupby(MOA)["average_precision"].mean().items()}
-        if ap is not None
-        else {},
-        "map_significant_moas": unless(
-            "map", float(moa_significance["significant"].mean()) if moa_significance is not None else None
-        ),
-        "map_significance": {
-            moa: {"p_value": float(row["p_value"]), "corrected_p_value": float(row["corrected_p_value"])}
-            for moa, row in (moa_significance.iterrows() if moa_significance is not None else [])
-        },
-        "per_moa_nsc": per_moa_accuracy(nsc) if "nsc" not in undefined else {},
-        "per_moa_nscb": per_moa_accuracy(nscb) if "nscb" not in undefined else {},
         "batch_neighbours": batch_neighbours(profiles, features),
         "undefined": undefined,
     }
-    for k in KS:
-        summary["knn"][f"k{k}"] = {
-            kind: unless(
-                kind,
-                accuracy(
-                    pd.DataFrame({MOA: profiles[MOA], "predicted_moa": knn_predictions(profiles, features, k, b)})
-                ),
-            )
-            for kind, b in (("nsc", False), ("nscb", True))
-        }
-    table = nsc.rename(columns={c: f"nsc_{c}" for c in nsc.columns[3:]})
-    table = table.join(nscb.iloc[:, 3:].add_prefix("nscb_"))
-    table["average_precision"] = ap["average_precision"].to_numpy() if ap is not None else np.nan
     return summary, table
 
 
@@ -377,7 +399,8 @@ def shown(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-HEADLINE = ("nsc", "nscb", "nscb_common", "map", "map_significant_moas", "batch_neighbours", "n_features")
+RETRIEVAL = ("nsc", "nscb", "nscb_common", "map")  # the four scores a run is first judged by
+HEADLINE = (*RETRIEVAL, "map_significant_moas", "batch_neighbours", "n_features")
 
 
 def activity_summary(activity: pd.DataFrame) -> dict:
@@ -388,6 +411,29 @@ def activity_summary(activity: pd.DataFrame) -> dict:
     }
 
 
+def score_family(
+    treatments: pd.DataFrame, family: str, wells: pd.DataFrame | None = None, control: str = "DMSO"
+) -> tuple[dict, pd.DataFrame]:
+    """Every score of one feature family (or '+'-joined families) of the treatment profiles
+    (:func:`score`), named by ``feature_family``; given the normalized wells, each treatment's
+    phenotypic activity against the ``control`` wells too (``activity`` in the summary, its
+    columns in the table)."""
+    from .profiles import feature_columns
+
+    columns = feature_columns(treatments, family)
+    if not columns:
+        raise ValueError(f"no {family!r} features among the profiles' columns (config features.level)")
+    summary, table = score(treatments, columns)
+    summary = {"feature_family": family, **summary}
+    if wells is not None:
+        activity = phenotypic_activity(wells, control, columns)
+        summary["activity"] = activity_summary(activity)
+        renamed = {c: f"activity_{c}" for c in ("mean_average_precision", "corrected_p_value")}
+        activity = activity.rename(columns={**renamed, "significant": "active"}).drop(columns="p_value")
+        table = table.merge(activity, on=[COMPOUND, CONCENTRATION], how="left")
+    return summary, table
+
+
 def evaluate(
     treatments: pd.DataFrame,
     family: str,
@@ -396,30 +442,16 @@ def evaluate(
     wells: pd.DataFrame | None = None,
     control: str = "DMSO",
 ) -> tuple[dict, pd.DataFrame]:
-    """Scores of one feature family (or '+'-joined families), with the headline scores of
-    baseline families and of each profile level (``{"field": "CNN", ...}``) beside them; given
-    the normalized wells, each treatment's phenotypic activity against the ``control`` wells too
-    (``activity`` in the summary and in each level's and baseline's, its columns in the table)."""
-    from .profiles import feature_columns
-
-    columns = feature_columns(treatments, family)
-    if not columns:
-        raise ValueError(f"no {family!r} features among the profiles' columns (config features.level)")
-    summary, table = score(treatments, columns)
-    summary = {"feature_family": family, **summary, "baselines": {}, "levels": {}}
-    if wells is not None:
-        activity = phenotypic_activity(wells, control, columns)
-        summary["activity"] = activity_summary(activity)
-        renamed = {c: f"activity_{c}" for c in ("mean_average_precision", "corrected_p_value")}
-        activity = activity.rename(columns={**renamed, "significant": "active"}).drop(columns="p_value")
-        table = table.merge(activity, on=[COMPOUND, CONCENTRATION], how="left")
+    """Scores of one feature family (:func:`score_family`), with the headline scores
+    (``HEADLINE``, and ``activity`` given the wells) of baseline families and of each profile
+    level (``{"field": "CNN", ...}``) beside them; a level of the main family is not scored again."""
+    summary, table = score_family(treatments, family, wells, control)
+    summary.update(baselines={}, levels={})
     for key, others in (("baselines", {b: b for b in baselines}), ("levels", levels or {})):
         for name, other in others.items():
-            other_columns = feature_columns(treatments, other)
-            other_summary, _ = score(treatments, other_columns)
-            summary[key][name] = {"feature_family": other, **{k: other_summary[k] for k in HEADLINE}}
-            if wells is not None:
-                summary[key][name]["activity"] = activity_summary(phenotypic_activity(wells, control, other_columns))
+            scores = summary if other == family else score_family(treatments, other, wells, control)[0]
+            kept = (*HEADLINE, "activity") if "activity" in scores else HEADLINE
+            summary[key][name] = {"feature_family": other, **{k: scores[k] for k in kept}}
     return summary, table
 
 
@@ -429,7 +461,7 @@ def headline_row(summary: dict) -> dict:
     treatments active against the controls (where measured), and the batch structure left, the
     share of NSC neighbours in the query's batch beside its chance level."""
     return {
-        **{k: summary[k] for k in ("nsc", "nscb", "nscb_common", "map", "map_significant_moas")},
+        **{k: summary[k] for k in (*RETRIEVAL, "map_significant_moas")},
         "active_fraction": summary.get("activity", {}).get("active_fraction"),
         "same_batch_neighbours": summary["batch_neighbours"]["same_batch"],
         "same_batch_chance": summary["batch_neighbours"]["chance"],

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from scipy.spatial.distance import pdist
@@ -112,6 +113,15 @@ def test_field_table_carries_moa_and_paths():
     fields = simulate.field_table(SMALL, "results/simulated/images")
     assert set(fields[md.MOA]) - {"DMSO"} == set(simulate.moa_table(SMALL)["moa"])
     assert fields[md.path_column("actin")].iloc[0] == "results/simulated/images/SIM01/SIM01_A01_s1_actin.tif"
+
+
+def test_image_table_reads_back_as_the_field_table(tmp_path):
+    """The generic image table the simulator writes is read by the table input as the screen's own fields."""
+    simulate.image_table(SMALL).to_csv(tmp_path / "images.csv", index=False)
+    read = md.generic_fields(tmp_path / "images.csv", list(simulate.CHANNELS))
+    expected = simulate.field_table(SMALL, str(tmp_path / "images"))
+    columns = [md.FIELD, md.PLATE, md.BATCH, md.COMPOUND, *(md.path_column(ch) for ch in simulate.CHANNELS)]
+    pd.testing.assert_frame_equal(read[columns].reset_index(drop=True), expected[columns].reset_index(drop=True))
 
 
 def test_config_typo_is_named():

@@ -553,6 +553,17 @@ def image_path(image_dir, plate: str, field_id: str, channel: str) -> str:
     return f"{image_dir}/{plate}/{field_id}_{channel}.tif"
 
 
+def image_table(params: ScreenParams, image_dir: str = "images") -> pd.DataFrame:
+    """The screen as a user's generic image table (:func:`screen_layout` and a ``path_<channel>``
+    column per channel, relative to the table's folder): what ``input.format: table`` reads."""
+    layout = screen_layout(params)
+    for channel in CHANNELS:
+        layout[f"path_{channel}"] = [
+            image_path(image_dir, p, f, channel) for p, f in zip(layout["plate"], layout["field"])
+        ]
+    return layout
+
+
 def field_table(params: ScreenParams, image_dir: str) -> pd.DataFrame:
     """The screen as a field table (``Metadata_`` columns, ``Path_<channel>``, MOA attached)."""
     layout = screen_layout(params)

@@ -52,7 +52,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from morphoprof import simulate
+from morphoprof import metadata, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -293,9 +293,9 @@ def main():
             print_rules(per_field(rule_stats(folder), startup, fields))
             return
         counts = pd.concat(
-            pd.read_parquet(folder / f"results/segmentation/{plate}.parquet", columns=["Nuclei_Count"])
+            pd.read_parquet(folder / f"results/segmentation/{plate}.parquet", columns=[metadata.NUCLEI_COUNT])
             for plate in per_plate.index
-        )["Nuclei_Count"]
+        )[metadata.NUCLEI_COUNT]
         print(f"mean nuclei segmented per field {counts.mean():.0f}")
         device = gpu_device()
         print(f"GPU rules' device: {device}")

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 import yaml
 
-from morphoprof import images, jobs, measurement, screen, segmentation, simulate
+from morphoprof import images, jobs, measurement, metadata, screen, segmentation, simulate
 
 SETTINGS = screen.segmentation_settings(  # the shipped config's, as the segment_plate rule gets them
     yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
@@ -129,7 +129,7 @@ def main():
     n = args.fields
     print(
         f"{n} fields of {args.size[0]}x{args.size[1]}, {args.threads} threads, {device}; "
-        f"{len(per_cell)} nuclei ({pd.Series(counts['Nuclei_Count']).mean():.1f} per field)"
+        f"{len(per_cell)} nuclei ({pd.Series(counts[metadata.NUCLEI_COUNT]).mean():.1f} per field)"
     )
     print(f"  segmentation rule      {n / rule_seconds:6.2f} fields/s   AP@0.5 {ap['rule']:.3f}")
     print(f"  cellpose command line  {n / cli_seconds:6.2f} fields/s   AP@0.5 {ap['cli']:.3f}")

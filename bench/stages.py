@@ -44,7 +44,7 @@ import torch
 import yaml
 from torch import nn
 
-from morphoprof import features, images, jobs, measurement, screen, segmentation, simulate
+from morphoprof import features, images, jobs, measurement, metadata, screen, segmentation, simulate
 
 SETTINGS = screen.segmentation_settings(  # the shipped config's, as the segment_plate rule gets them
     yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
@@ -330,7 +330,8 @@ def main():
     n = args.fields
     print(
         f"{n} fields of {args.size[0]}x{args.size[1]} x {len(channels)} channels, "
-        f"{pd.Series(counts['Nuclei_Count']).mean():.0f} nuclei per field (AP@0.5 {ap:.3f}), {args.threads} threads, "
+        f"{pd.Series(counts[metadata.NUCLEI_COUNT]).mean():.0f} nuclei per field (AP@0.5 {ap:.3f}), "
+        f"{args.threads} threads, "
         f"{device}{' ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}, "
         f"feature batch {batch} fields, autocast {embedder.dtype}"
     )

@@ -26,7 +26,7 @@ passed, blank = qc.passing_fields(
 if blank:
     log.warning("plate(s) %s left out: nuclear contrast far below the screen's other plates (blank plates)", blank)
 kept = fields[passed]
-nuclei = kept[[metadata.FIELD]].merge(segmentation_qc, on=metadata.FIELD, how="left")["Nuclei_Count"]
+nuclei = kept[[metadata.FIELD]].merge(segmentation_qc, on=metadata.FIELD, how="left")[metadata.NUCLEI_COUNT]
 log.info("%d of %d fields pass image QC, segmentation QC and the blank-plate check", len(kept), len(fields))
 wells = profiles.well_profiles(
     kept.drop(columns=[metadata.FIELD, metadata.SITE]), nuclei.to_numpy(), snakemake.params.method

@@ -3,7 +3,7 @@ illumination functions (illumination.scan_plate)."""
 
 import pandas as pd
 
-from morphoprof import illumination, images, jobs, plots, qc
+from morphoprof import illumination, images, jobs, metadata, plots, qc
 
 log = jobs.start_job(snakemake)
 plate, channels = snakemake.wildcards.plate, snakemake.params.channels
@@ -13,7 +13,7 @@ scan = illumination.scan_plate(
 scan.qc.to_parquet(snakemake.output.table, index=False)
 plots.qc_fields(scan.qc, channels[0], f"{plate}: image QC", snakemake.output.plot)
 images.write_array(snakemake.output.samples, scan.samples)
-passed = int(scan.qc["QC_Pass"].sum())
+passed = int(scan.qc[metadata.QC_PASS].sum())
 log.info("%d of %d fields pass QC; flagged: %s", passed, len(scan.qc), {f: int(scan.qc[f].sum()) for f in qc.FLAGS})
 for channel, path, plot in zip(
     scan.functions, snakemake.output.get("functions", []), snakemake.output.get("plots", [])

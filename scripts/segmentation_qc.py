@@ -15,8 +15,8 @@ plots.cell_counts(
     flagged,
     flagged[metadata.WELL],
     settings["min_cells"],
-    qc.max_cell_count(counts["Nuclei_Count"], settings["max_cells_factor"]),
-    f"{plate}: cells per field ({int(flagged['QC_Pass'].sum())} of {len(flagged)} fields kept)",
+    qc.max_cell_count(counts[metadata.NUCLEI_COUNT], settings["max_cells_factor"]),
+    f"{plate}: cells per field ({int(flagged[metadata.QC_PASS].sum())} of {len(flagged)} fields kept)",
     snakemake.output.counts,
 )
 
@@ -27,6 +27,6 @@ for _, row in shown.iterrows():
     field_id = row[metadata.FIELD]
     pictures.append(images.read_corrected(snakemake.input.images, field_id)[0])
     masks.append([images.read_image(images.mask_path(snakemake.input.masks, field_id, c)) for c in compartments])
-    titles.append(f"{field_id}: {row['Nuclei_Count']} nuclei{'' if row['QC_Pass'] else ' (flagged)'}")
+    titles.append(f"{field_id}: {row[metadata.NUCLEI_COUNT]} nuclei{'' if row[metadata.QC_PASS] else ' (flagged)'}")
 plots.mask_overlays(pictures, masks, titles, snakemake.output.overlays)
-log.info("%d of %d fields flagged by cell count", int((~flagged["QC_Pass"]).sum()), len(flagged))
+log.info("%d of %d fields flagged by cell count", int((~flagged[metadata.QC_PASS]).sum()), len(flagged))

@@ -15,7 +15,7 @@ fields, image_qc, cell_table = (
     pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
     for tables in (snakemake.input.manifests, snakemake.input.qc, snakemake.input.cells)
 )
-passing = fields[metadata.FIELD].isin(image_qc.loc[image_qc["QC_Pass"], metadata.FIELD])
+passing = fields[metadata.FIELD].isin(image_qc.loc[image_qc[metadata.QC_PASS], metadata.FIELD])
 fields = training.training_fields(
     fields[passing],
     protocol=settings["protocol"],

@@ -25,7 +25,7 @@ from scipy import ndimage as ndi
 from tqdm import tqdm
 
 from . import images, qc
-from .metadata import FIELD, PLATE, InputError, path_column
+from .metadata import FIELD, PLATE, QC_PASS, InputError, path_column
 
 
 def illumination_function(
@@ -185,7 +185,7 @@ def scan_plate(
     scan = PlateScan(flagged, np.stack(samples), {}, {})
     if not correct:
         return scan
-    passed = flagged["QC_Pass"].to_numpy()
+    passed = flagged[QC_PASS].to_numpy()
     if not passed.any():
         raise InputError(f"plate {plate}: no field passes image QC, so it has no illumination function")
     for _, row in tqdm(fields[~passed].iterrows(), total=int((~passed).sum()), desc=f"QC-flagged {plate}"):

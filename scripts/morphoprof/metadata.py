@@ -19,6 +19,11 @@ FIELD = "Metadata_Field"
 # The per-cell table's object columns, named as CellProfiler names them.
 NUCLEUS_NUMBER, CELL_NUMBER = "Metadata_ObjectNumber", "Metadata_Cells_ObjectNumber"
 NUCLEUS_CENTRE = ["Nuclei_Location_Center_Y", "Nuclei_Location_Center_X"]  # (row, column) pixels
+# The QC and segmentation tables' columns that later stages read.
+NUCLEI_COUNT = "Nuclei_Count"  # nuclei per field, in the segmentation table
+QC_PASS = "QC_Pass"  # the field passed image QC (in the segmentation QC table: and its nuclei count)
+QC_BLANK, QC_DEBRIS, QC_BLURRY, QC_SATURATED = "QC_Blank", "QC_Debris", "QC_Blurry", "QC_Saturated"
+QC_FEW_CELLS, QC_MANY_CELLS = "QC_FewCells", "QC_ManyCells"
 TREATMENT_KEYS = [COMPOUND, CONCENTRATION]
 GENERIC_COLUMNS = ["plate", "well", "site", "compound", "concentration"]
 

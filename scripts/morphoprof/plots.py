@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .metadata import NUCLEI_COUNT, QC_BLANK, QC_BLURRY, QC_DEBRIS, QC_PASS, QC_SATURATED
+
 
 def illumination(mean_image: np.ndarray, function: np.ndarray, title: str, path) -> None:
     """The plate's raw mean field beside its smoothed illumination function."""
@@ -125,10 +127,10 @@ def scores_by_method(table: pd.DataFrame, path) -> None:
 
 def qc_fields(flagged: pd.DataFrame, nuclear: str, title: str, path) -> None:
     """Each field's nuclear focus score against its nuclear contrast, coloured by its image-QC flag."""
-    colours = {"QC_Blank": "tab:grey", "QC_Debris": "tab:orange", "QC_Blurry": "tab:purple", "QC_Saturated": "tab:red"}
+    colours = {QC_BLANK: "tab:grey", QC_DEBRIS: "tab:orange", QC_BLURRY: "tab:purple", QC_SATURATED: "tab:red"}
     x, y = flagged[f"QC_{nuclear}_Contrast"].to_numpy(), flagged[f"QC_{nuclear}_Focus"].to_numpy()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    passed = flagged["QC_Pass"].to_numpy()
+    passed = flagged[QC_PASS].to_numpy()
     ax.scatter(x[passed], y[passed], s=14, color="tab:blue", label=f"kept ({int(passed.sum())})")
     for flag, colour in colours.items():
         hit = flagged[flag].to_numpy()
@@ -148,12 +150,12 @@ def cell_counts(flagged: pd.DataFrame, wells: pd.Series, low: float, high: float
     """Segmented cells per field, one column per well, with the QC limits; flagged fields in red."""
     order = sorted(wells.unique())
     x = wells.map({w: i for i, w in enumerate(order)}).to_numpy()
-    passed = flagged["QC_Pass"].to_numpy()
+    passed = flagged[QC_PASS].to_numpy()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * len(order) + 2), 4))
-    ax.scatter(x[passed], flagged["Nuclei_Count"].to_numpy()[passed], s=14, color="tab:blue", label="kept")
+    ax.scatter(x[passed], flagged[NUCLEI_COUNT].to_numpy()[passed], s=14, color="tab:blue", label="kept")
     ax.scatter(
         x[~passed],
-        flagged["Nuclei_Count"].to_numpy()[~passed],
+        flagged[NUCLEI_COUNT].to_numpy()[~passed],
         s=24,
         color="tab:red",
         marker="x",

@@ -7,7 +7,21 @@ import functools
 import numpy as np
 import pandas as pd
 
-from .metadata import FIELD, PLATE, InputError, annotated, evenly_spread
+from .metadata import (
+    FIELD,
+    NUCLEI_COUNT,
+    PLATE,
+    QC_BLANK,
+    QC_BLURRY,
+    QC_DEBRIS,
+    QC_FEW_CELLS,
+    QC_MANY_CELLS,
+    QC_PASS,
+    QC_SATURATED,
+    InputError,
+    annotated,
+    evenly_spread,
+)
 
 FOCUS_SCALES = (1.5, 4.0)  # pixels: the fine and coarse Laplacian-of-Gaussian scales of the focus score
 
@@ -97,7 +111,7 @@ def field_measurements(planes: list[np.ndarray], channels: list[str]) -> dict[st
     return out
 
 
-FLAGS = ("QC_Blank", "QC_Debris", "QC_Blurry", "QC_Saturated")
+FLAGS = (QC_BLANK, QC_DEBRIS, QC_BLURRY, QC_SATURATED)
 
 
 def flag_fields(
@@ -124,7 +138,7 @@ def flag_fields(
     out = measurements.copy()
     nuclear = channels[0]
     contrast = out[f"QC_{nuclear}_Contrast"]
-    out["QC_Blank"] = contrast < blank_contrast * contrast.median()
+    out[QC_BLANK] = contrast < blank_contrast * contrast.median()
 
     def bright(column):
         return (out[column] > debris_brightness * out[column].median()).to_numpy()
@@ -133,11 +147,11 @@ def flag_fields(
     for ch in channels:
         broad &= bright(f"QC_{ch}_P99")
         saturated |= (out[f"QC_{ch}_PercentMaximal"] > saturated_percent).to_numpy()
-    out["QC_Debris"] = bright(f"QC_{nuclear}_P9999") | broad
+    out[QC_DEBRIS] = bright(f"QC_{nuclear}_P9999") | broad
     focus = out[f"QC_{nuclear}_Focus"]
-    out["QC_Blurry"] = focus < blur_focus * focus.median()
-    out["QC_Saturated"] = saturated
-    out["QC_Pass"] = ~out[list(FLAGS)].any(axis=1)
+    out[QC_BLURRY] = focus < blur_focus * focus.median()
+    out[QC_SATURATED] = saturated
+    out[QC_PASS] = ~out[list(FLAGS)].any(axis=1)
     return out
 
 
@@ -150,7 +164,7 @@ def max_cell_count(counts: pd.Series, max_cells_factor: float = 4.0) -> float:
 def overlay_fields(flagged: pd.DataFrame, count: int) -> pd.DataFrame:
     """``count`` fields spanning a plate's range of nuclei counts, fewest, most and evenly between:
     the fields whose mask outlines are shown."""
-    ranked = flagged.sort_values(["Nuclei_Count", FIELD]).reset_index(drop=True)
+    ranked = flagged.sort_values([NUCLEI_COUNT, FIELD]).reset_index(drop=True)
     return ranked.iloc[evenly_spread(len(ranked), count)]
 
 
@@ -158,10 +172,10 @@ def flag_cell_counts(counts: pd.DataFrame, min_cells: int = 1, max_cells_factor:
     """Flag fields by their segmented cell count: fewer than ``min_cells``, or more than
     :func:`max_cell_count` (clumps, debris, a wrong diameter)."""
     out = counts.copy()
-    count = out["Nuclei_Count"]
-    out["QC_FewCells"] = count < min_cells
-    out["QC_ManyCells"] = count > max_cell_count(count, max_cells_factor)
-    out["QC_Pass"] = ~(out["QC_FewCells"] | out["QC_ManyCells"])
+    count = out[NUCLEI_COUNT]
+    out[QC_FEW_CELLS] = count < min_cells
+    out[QC_MANY_CELLS] = count > max_cell_count(count, max_cells_factor)
+    out[QC_PASS] = ~(out[QC_FEW_CELLS] | out[QC_MANY_CELLS])
     return out
 
 
@@ -184,9 +198,9 @@ def depleted_plates(fields: pd.DataFrame, segmentation_qc: pd.DataFrame) -> dict
     that lost a few fields from one that lost most: named in the log, the plate can be looked at."""
     cells = segmentation_qc.set_index(FIELD).loc[fields[FIELD]]
     plates = fields[PLATE].to_numpy()
-    flagged = (~cells["QC_Pass"].astype(bool)).groupby(plates).sum()
-    total = cells["QC_Pass"].groupby(plates).size()
-    medians = cells["Nuclei_Count"].groupby(plates).median()
+    flagged = (~cells[QC_PASS].astype(bool)).groupby(plates).sum()
+    total = cells[QC_PASS].groupby(plates).size()
+    medians = cells[NUCLEI_COUNT].groupby(plates).median()
     screen = float(medians.median())
     depleted = {}
     for plate in medians.index:
@@ -212,8 +226,8 @@ def passing_fields(
     image = image_qc.set_index(FIELD).loc[ids]
     blank = blank_plates(image, fields[PLATE], nuclear, blank_contrast)
     passed = (
-        image["QC_Pass"].to_numpy()
-        & ids.isin(segmentation_qc.loc[segmentation_qc["QC_Pass"], FIELD])
+        image[QC_PASS].to_numpy()
+        & ids.isin(segmentation_qc.loc[segmentation_qc[QC_PASS], FIELD])
         & ~fields[PLATE].isin(blank)
     )
     empty = sorted(set(fields[PLATE]) - set(fields.loc[passed, PLATE]))
@@ -227,12 +241,12 @@ def passing_fields(
 
 
 DROP_REASONS = {
-    "QC_Blank": "blank",
-    "QC_Debris": "debris",
-    "QC_Blurry": "blurry",
-    "QC_Saturated": "saturated",
-    "QC_FewCells": "too few nuclei",
-    "QC_ManyCells": "too many nuclei",
+    QC_BLANK: "blank",
+    QC_DEBRIS: "debris",
+    QC_BLURRY: "blurry",
+    QC_SATURATED: "saturated",
+    QC_FEW_CELLS: "too few nuclei",
+    QC_MANY_CELLS: "too many nuclei",
 }
 
 
@@ -249,9 +263,9 @@ def qc_summary(fields: pd.DataFrame, image_qc: pd.DataFrame, segmentation_qc: pd
     scored = annotated(fields).to_numpy()
     per_field = pd.concat(
         [
-            pd.DataFrame({"fields": 1, "unannotated": ~scored, "kept": image["QC_Pass"] & cells["QC_Pass"] & scored}),
+            pd.DataFrame({"fields": 1, "unannotated": ~scored, "kept": image[QC_PASS] & cells[QC_PASS] & scored}),
             image[list(FLAGS)].mul(scored, axis=0),
-            cells[["QC_FewCells", "QC_ManyCells"]].mul(scored, axis=0),
+            cells[[QC_FEW_CELLS, QC_MANY_CELLS]].mul(scored, axis=0),
         ],
         axis=1,
     ).rename(columns=DROP_REASONS)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metadata import InputError, evenly_spread
+from .metadata import NUCLEI_COUNT, InputError, evenly_spread
 
 log = logging.getLogger(__name__)
 
@@ -716,7 +716,7 @@ def _field_masks(
     nucleus_labels = labels["nuclei"]
     table = measure(nucleus_labels, images.read_corrected(folder, field_id), channels, labels.get("cells"))
     count = {
-        "Nuclei_Count": len(table),
+        NUCLEI_COUNT: len(table),
         "Nuclei_MeanArea": float(table["Nuclei_AreaShape_Area"].mean()) if len(table) else 0.0,
     }
     return count, table

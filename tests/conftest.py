@@ -1,9 +1,27 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+
+
+def snakemake(workdir: Path, *args, check: bool = True, timeout: int | None = None) -> subprocess.CompletedProcess:
+    """Run the workflow's Snakemake in ``workdir`` with ``args``; with ``check``, a failed run fails
+    the test with the tail of its output. ``timeout`` (seconds) stops a run that hangs (a SLURM job
+    that never starts, say) and fails the test."""
+    command = [*SNAKEMAKE, "--directory", str(workdir), *args]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        tail = (err.stderr or b"").decode(errors="replace")[-6000:]
+        raise AssertionError(f"snakemake ran past {timeout} s:\n{tail}") from err
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ last cases are inputs that look odd but are accepted on purpose.
 """
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 import tifffile
 import yaml
+from conftest import SNAKEMAKE, snakemake
 
 from morphoprof import features, images, screen, segmentation
 from morphoprof import metadata as md
@@ -83,14 +83,6 @@ def _write(tmp_path: Path, inputs: dict) -> None:
     config = tmp_path / "config" / "config.yaml"
     text = inputs["config"] if isinstance(inputs["config"], str) else yaml.safe_dump(inputs["config"])
     config.write_text(text)
-
-
-def _command(folder: Path, *args) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(folder), *args]
-
-
-def _snakemake(folder: Path, *args):
-    return subprocess.run(_command(folder, *args), capture_output=True, text=True)
 
 
 def _set(key, value):
@@ -481,12 +473,12 @@ def test_snakemake_stops_where_the_package_does(tmp_path, name):
     inputs = _valid_inputs(tmp_path)
     spoil(inputs, tmp_path)
     _write(tmp_path, inputs)
-    planned = _snakemake(tmp_path, "-n", "--quiet", "rules")
+    planned = snakemake(tmp_path, "-n", "--quiet", "rules", check=False)
     if stage == "parse":
         result = planned
     else:
         assert planned.returncode == 0, planned.stderr[-3000:]
-        result = _snakemake(tmp_path, "--cores", "1", "results/manifests/P1.parquet")
+        result = snakemake(tmp_path, "--cores", "1", "results/manifests/P1.parquet", check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert re.search(message, output), output[-3000:]
@@ -512,7 +504,7 @@ def test_plate_names_with_regex_characters_are_planned_and_run(tmp_path):
     for row in inputs["rows"]:
         row["plate"] = "P1 (rep+1)"
     _write(tmp_path, inputs)
-    result = _snakemake(tmp_path, "--cores", "1", "results/manifests/P1 (rep+1).parquet")
+    result = snakemake(tmp_path, "--cores", "1", "results/manifests/P1 (rep+1).parquet", check=False)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 
@@ -549,9 +541,9 @@ def test_a_killed_run_resumes_to_the_same_profiles_as_a_clean_one(tmp_path):
 
     target = "results/profiles/treatments.parquet"
     clean, killed = (_tiny_screen(tmp_path / name) for name in ("clean", "killed"))
-    assert _snakemake(clean, "--cores", "2", target).returncode == 0
+    snakemake(clean, "--cores", "2", target)
     run = subprocess.Popen(
-        _command(killed, "--cores", "2", target),
+        [*SNAKEMAKE, "--directory", str(killed), "--cores", "2", target],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -562,7 +554,6 @@ def test_a_killed_run_resumes_to_the_same_profiles_as_a_clean_one(tmp_path):
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert not (killed / target).exists()
-    assert _snakemake(killed, "--unlock").returncode == 0
-    resumed = _snakemake(killed, "--cores", "2", target)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    snakemake(killed, "--unlock")
+    snakemake(killed, "--cores", "2", target)
     pd.testing.assert_frame_equal(pd.read_parquet(killed / target), pd.read_parquet(clean / target), check_exact=True)

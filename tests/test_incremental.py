@@ -2,13 +2,12 @@
 parameter reruns only profiles and scoring. Asserted on the jobs a dry run plans."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import snakemake
 
 from morphoprof import images, segmentation, simulate
 
@@ -69,18 +68,8 @@ def _configure(workdir: Path, table: pd.DataFrame, **profile_changes) -> None:
     (workdir / "config/config.yaml").write_text(yaml.safe_dump(config))
 
 
-def _snakemake(workdir: Path, *args) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result.stdout + result.stderr
-
-
 def _planned_jobs(workdir: Path) -> dict[str, int]:
-    out = _snakemake(workdir, "-n", "--quiet", "rules")
+    out = snakemake(workdir, "-n", "--quiet", "rules").stdout
     if "Nothing to be done" in out:
         return {}
     table = out[out.index("Job stats:") :]
@@ -97,7 +86,7 @@ def two_plates_done(tmp_path_factory):
     segmentation.sidecar(workdir / "model/nuclei.pth").write_text('{"nbase": [8, 16, 32, 256], "diam_mean": 14.0}')
     first_two = screen[screen["plate"] != "SIM03"]
     _configure(workdir, first_two)
-    _snakemake(workdir, "--cores", "2")
+    snakemake(workdir, "--cores", "2")
     assert _planned_jobs(workdir) == {}
     return workdir, screen, first_two
 

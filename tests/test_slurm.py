@@ -10,12 +10,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_LOCAL = ROOT.parent / "shared" / "tools" / "slurm-local.sh"
@@ -105,29 +105,10 @@ def _test_profile(path: Path) -> Path:
     return path
 
 
-def _snakemake(workdir: Path, *args, timeout=900):
-    command = [
-        "timeout",
-        "-k",
-        "30",
-        str(timeout),
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-    return result.stdout + result.stderr
-
-
 def test_workflow_runs_through_slurm_and_matches_a_local_run(slurm, tmp_path):
     on_slurm = _workdir(tmp_path / "slurm")
-    log = _snakemake(on_slurm, "--profile", str(_test_profile(tmp_path / "profile")), "--verbose")
+    run = snakemake(on_slurm, "--profile", str(_test_profile(tmp_path / "profile")), "--verbose", timeout=900)
+    log = run.stdout + run.stderr
     for rule in PLATE_RULES:
         assert f"rule_{rule}" in log and "sbatch call:" in log, rule
         assert (on_slurm / ".snakemake/slurm_logs" / f"rule_{rule}").is_dir(), rule
@@ -136,7 +117,7 @@ def test_workflow_runs_through_slurm_and_matches_a_local_run(slurm, tmp_path):
     assert not (on_slurm / ".snakemake/slurm_logs/rule_score_moa").exists()  # a local rule
 
     local = _workdir(tmp_path / "local")
-    _snakemake(local, "--cores", "2")
+    snakemake(local, "--cores", "2")
     # equal up to float32 rounding: SLURM jobs run torch on cpus_per_task threads, the local run on 2
     for table in ("results/profiles/treatments.parquet", "results/segmentation/SIM01.parquet"):
         pd.testing.assert_frame_equal(

@@ -14,12 +14,12 @@ import pytest
 import tifffile
 import yaml
 from classical import watershed_baseline
+from conftest import SNAKEMAKE, snakemake
 
 from morphoprof import illumination, measurement, segmentation, simulate
 from morphoprof import metadata as md
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
@@ -31,17 +31,10 @@ def _workdir(path: Path, **changes) -> Path:
     return path
 
 
-def _snakemake(workdir: Path, *args, check=True):
-    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     workdir = _workdir(tmp_path_factory.mktemp("default"))
-    _snakemake(workdir, "--cores", "2")
+    snakemake(workdir, "--cores", "2")
     return workdir
 
 
@@ -80,7 +73,7 @@ def test_every_normalization_is_scored(default_run):
 
 
 def test_html_report_gathers_the_plots(default_run):
-    _snakemake(default_run, "--report", "report.html")
+    snakemake(default_run, "--report", "report.html")
     html = (default_run / "report.html").read_text(errors="replace")
     for name in (
         "confusion_matrix.png",
@@ -95,7 +88,7 @@ def test_html_report_gathers_the_plots(default_run):
 def test_zipped_report_gathers_the_plots(default_run):
     import zipfile
 
-    _snakemake(default_run, "--report", "report.zip")
+    snakemake(default_run, "--report", "report.zip")
     with zipfile.ZipFile(default_run / "report.zip") as archive:
         names = archive.namelist()
         html = archive.read(next(n for n in names if n.endswith("report.html"))).decode()
@@ -120,7 +113,7 @@ def test_the_report_opens_on_the_scores_and_the_qc_counts(default_run):
     moa.json, with the share of MOAs whose mAP is significant, the active treatments and the batch
     structure left, the fields kept (those the well profiles count) and dropped, and why, and the
     segmentation accuracy against the simulated ground truth, as in segmentation_accuracy.csv."""
-    _snakemake(default_run, "--report", "report.html")
+    snakemake(default_run, "--report", "report.html")
     rows = _table_rows(_landing_page((default_run / "report.html").read_text(errors="replace")))
     scores = json.loads((default_run / "results/scores/moa.json").read_text())
     for level, family, summary in [
@@ -160,7 +153,7 @@ def test_a_model_that_finds_nothing_stops_the_run_before_any_plate_is_segmented(
         segmentation={**DEFAULT_CONFIG["segmentation"], "model": str(model_finding_nothing)},
         illumination={**DEFAULT_CONFIG["illumination"], "correct": False},
     )
-    result = _snakemake(workdir, "--cores", "2", "results/segmentation/SIM01.parquet", check=False)
+    result = snakemake(workdir, "--cores", "2", "results/segmentation/SIM01.parquet", check=False)
     log = result.stdout + result.stderr
     assert result.returncode != 0
     truth = sum(tifffile.imread(p).max() > 0 for p in (workdir / "results/simulated/masks/SIM01").glob("*.tif"))
@@ -339,7 +332,7 @@ def test_illumination_correction_does_not_lower_nsc(default_run, tmp_path):
     workdir = _workdir(tmp_path, illumination={**DEFAULT_CONFIG["illumination"], "correct": False})
     for kept in ("results/simulated", "results/models"):
         shutil.copytree(default_run / kept, workdir / kept)
-    _snakemake(workdir, "--cores", "2", "results/scores/moa.json")
+    snakemake(workdir, "--cores", "2", "results/scores/moa.json")
     assert not (workdir / "results/illumination").exists()
     uncorrected = json.loads((workdir / "results/scores/moa.json").read_text())
     corrected = json.loads((default_run / "results/scores/moa.json").read_text())
@@ -359,7 +352,7 @@ def test_dark_frames_are_subtracted_before_the_function_is_built(default_run, tm
     frames = (simulate.CAMERA_OFFSET + rng.normal(scale=15, size=(4, 256, 256))).astype(np.uint16)
     tifffile.imwrite(tmp_path / "dark.tif", frames, photometric="minisblack")
     workdir = _workdir(tmp_path, illumination={**DEFAULT_CONFIG["illumination"], "dark_frames": "dark.tif"})
-    result = _snakemake(workdir, "--cores", "2", "results/corrected/SIM01")
+    result = snakemake(workdir, "--cores", "2", "results/corrected/SIM01")
     log = result.stdout + result.stderr
     assert re.search(r"^qc_illumination\s+1$", log, re.M) and re.search(r"^correct_plate\s+1$", log, re.M), log
     manifest = pd.read_parquet(workdir / "results/manifests/SIM01.parquet")
@@ -376,7 +369,7 @@ def test_dark_frames_are_subtracted_before_the_function_is_built(default_run, tm
 
 
 def test_rerun_has_nothing_to_do(default_run):
-    assert "Nothing to be done" in _snakemake(default_run, "-n").stdout
+    assert "Nothing to be done" in snakemake(default_run, "-n").stdout
 
 
 def test_lint_is_clean():
@@ -403,7 +396,7 @@ def test_cells_are_exported_when_asked_later(default_run, tmp_path):
     writes one row per nucleus of its per-cell table, whose field means are the field profiles'."""
     shutil.copytree(default_run / "results", tmp_path / "results")
     workdir = _workdir(tmp_path, features={**DEFAULT_CONFIG["features"], "export_cells": True})
-    result = _snakemake(workdir, "--cores", "2", "results/cells/SIM01_embeddings.parquet")
+    result = snakemake(workdir, "--cores", "2", "results/cells/SIM01_embeddings.parquet")
     assert re.search(r"^extract_features\s+1$", result.stdout + result.stderr, re.M), result.stderr[-3000:]
     exported = pd.read_parquet(workdir / "results/cells/SIM01_embeddings.parquet")
     cells = pd.read_parquet(default_run / "results/cells/SIM01.parquet")
@@ -428,7 +421,7 @@ def test_cellprofiler_features_are_scored_beside_the_cnn(default_run, tmp_path):
     shutil.copytree(default_run / ".snakemake/metadata", tmp_path / ".snakemake/metadata")
     groups = ["intensity", "sizeshape", "texture", "granularity"]
     workdir = _workdir(tmp_path, features={**DEFAULT_CONFIG["features"], "cellprofiler": groups})
-    _snakemake(workdir, "--cores", "2", "results/scores/moa.json", "results/scores/normalizations.csv")
+    snakemake(workdir, "--cores", "2", "results/scores/moa.json", "results/scores/normalizations.csv")
     measured = pd.read_parquet(workdir / "results/cells/SIM01_cellprofiler.parquet")
     cells = pd.read_parquet(default_run / "results/cells/SIM01.parquet")
     key = ["Metadata_Field", "Metadata_ObjectNumber"]
@@ -460,11 +453,11 @@ def test_trained_features_are_scored_beside_imagenet_without_rerunning_segmentat
     shutil.copytree(default_run / ".snakemake/metadata", tmp_path / ".snakemake/metadata")
     train = {**DEFAULT_CONFIG["features"]["train"], "epochs": 2, "crops_per_field": 4, "batch_size": 32}
     workdir = _workdir(tmp_path, features={**DEFAULT_CONFIG["features"], "weights": "trained", "train": train})
-    planned = _snakemake(workdir, "--dry-run", "--quiet", "rules").stdout
+    planned = snakemake(workdir, "--dry-run", "--quiet", "rules").stdout
     rules = set(re.findall(r"^(\w+)\s+\d+$", planned, re.M)) - {"total"}
     assert {"train_features", "extract_trained_features", "aggregate_profiles"} <= rules, planned
     assert not rules & {"segment_plate", "extract_features", "correct_plate", "qc_illumination"}, planned
-    _snakemake(workdir, "--cores", "2")
+    snakemake(workdir, "--cores", "2")
     scores = json.loads((workdir / "results/scores/moa.json").read_text())
     before = json.loads((default_run / "results/scores/moa.json").read_text())
     assert scores["feature_family"] == "TrainedCNN+TrainedCellCNN"
@@ -489,7 +482,7 @@ def test_trained_features_are_scored_beside_imagenet_without_rerunning_segmentat
 
 
 def test_preview_segments_a_few_fields_in_seconds(default_run):
-    result = _snakemake(default_run, "--cores", "2", "results/preview/segmentation.png", "--config", "preview_fields=2")
+    result = snakemake(default_run, "--cores", "2", "results/preview/segmentation.png", "--config", "preview_fields=2")
     assert (default_run / "results/preview/segmentation.png").stat().st_size > 0
     log = (default_run / "logs/preview_segmentation.log").read_text()
     assert "previewed 2 fields: SIM01_" in log and "nuclei, diameter" in log, log + result.stderr[-2000:]

@@ -2,23 +2,30 @@
 config key is documented; the manual's links lead somewhere."""
 
 import doctest
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from morphoprof import families, illumination, metadata, profiles, scoring, training
+import morphoprof
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize(
-    "module", [families, illumination, metadata, profiles, scoring, training], ids=lambda m: m.__name__
-)
-def test_docstring_examples_hold(module):
+MODULES = sorted(info.name for info in pkgutil.iter_modules(morphoprof.__path__))
+WITH_EXAMPLES = {"families", "illumination", "images", "metadata", "profiles", "qc", "scoring", "training"}
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_hold(name):
+    """Every module's doctests run and hold; the modules of pure functions have some."""
+    module = importlib.import_module(f"morphoprof.{name}")
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    assert result.failed == 0
+    assert result.attempted > 0 or name not in WITH_EXAMPLES
 
 
 def schema_keys(properties: dict, prefix: str = "") -> list[str]:

@@ -236,7 +236,14 @@ def corrected_batches(
 
 def pixel_sample(image: np.ndarray, step: int = 7) -> np.ndarray:
     """A regular, deterministic subsample of an image's pixels, for plate-wide percentiles; of a
-    (channels, H, W) stack, each channel's, as (channels, pixels)."""
+    (channels, H, W) stack, each channel's, as (channels, pixels).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pixel_sample(np.arange(2 * 14 * 14).reshape(2, 14, 14)).tolist()
+    [[0, 7, 98, 105], [196, 203, 294, 301]]
+    """
     sample = np.ascontiguousarray(image[..., ::step, ::step])
     return sample.reshape(*image.shape[:-2], -1)
 

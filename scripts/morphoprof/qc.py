@@ -84,7 +84,15 @@ def percent_maximal(plane: np.ndarray) -> float:
 
 def percentiles(plane: np.ndarray, q: list[float]) -> np.ndarray:
     """``np.percentile(plane, q)`` (linear interpolation); for 8- and 16-bit planes from a histogram
-    of the pixel values, three times faster than partitioning on 1024x1280 fields."""
+    of the pixel values, three times faster than partitioning on 1024x1280 fields.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> plane = np.arange(101, dtype=np.uint16).reshape(1, 101)
+    >>> percentiles(plane, [50, 99.5]).tolist()
+    [50.0, 99.5]
+    """
     if plane.dtype not in (np.uint8, np.uint16):
         return np.percentile(plane.astype(np.float32), q)
     cumulative = np.cumsum(np.bincount(plane.ravel(), minlength=np.iinfo(plane.dtype).max + 1))

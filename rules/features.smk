@@ -101,7 +101,7 @@ rule measure_cellprofiler:
         runtime=minutes(240),
     params:
         channels=CHANNELS,
-        measurements=config["features"]["cellprofiler"],
+        cellprofiler=config["features"]["cellprofiler"],
         cells=WHOLE_CELLS,
     script:
         "../scripts/measure_cellprofiler.py"

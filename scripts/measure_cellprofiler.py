@@ -15,11 +15,11 @@ with tqdm(total=len(ids), desc=f"CellProfiler measurements {snakemake.wildcards.
         snakemake.input.images,
         snakemake.input.masks,
         ids,
-        snakemake.params.channels,
-        snakemake.params.measurements,
-        snakemake.params.cells,
-        snakemake.threads,
-        progress,
+        channels=snakemake.params.channels,
+        cellprofiler=snakemake.params.cellprofiler,
+        whole_cells=snakemake.params.cells,
+        workers=snakemake.threads,
+        progress=progress,
     )
 metadata.with_field_metadata(fields, objects).to_parquet(snakemake.output.cells, index=False)
 profiles = measurement.field_profiles(objects)

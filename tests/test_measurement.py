@@ -139,9 +139,10 @@ def test_cellprofiler_measurements_of_whole_cells_join_each_nucleus_to_the_cell_
         images.write_tiff(images.corrected_path(tmp_path / "corrected", field_id), images.to_uint16(stack))
         images.write_tiff(images.mask_path(tmp_path / "masks", field_id), nuclei)
         images.write_tiff(images.mask_path(tmp_path / "masks", field_id, "cells"), cells)
-    args = (tmp_path / "corrected", tmp_path / "masks", ["F1", "F2"], ["DNA", "actin"], ["intensity", "sizeshape"])
+    args = (tmp_path / "corrected", tmp_path / "masks", ["F1", "F2"])
+    settings = {"channels": ["DNA", "actin"], "cellprofiler": ["intensity", "sizeshape"], "workers": 1}
 
-    table = measurement.measure_plate(*args, whole_cells=True, workers=1)
+    table = measurement.measure_plate(*args, **settings, whole_cells=True)
     assert table.columns[:3].tolist() == ["Metadata_Field", "Metadata_ObjectNumber", "Metadata_Cells_ObjectNumber"]
     field = table[table["Metadata_Field"] == "F1"]
     assert field["Metadata_ObjectNumber"].tolist() == [1, 2, 3]
@@ -160,7 +161,7 @@ def test_cellprofiler_measurements_of_whole_cells_join_each_nucleus_to_the_cell_
         c for c in means.columns if c.startswith("Cells_")
     ]
 
-    nuclei_only = measurement.measure_plate(*args, workers=1)
+    nuclei_only = measurement.measure_plate(*args, **settings)
     assert not any(c.startswith("Cells_") or c == "Metadata_Cells_ObjectNumber" for c in nuclei_only.columns)
     pd.testing.assert_frame_equal(nuclei_only, table[nuclei_only.columns])
 

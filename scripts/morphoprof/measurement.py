@@ -174,21 +174,23 @@ def measure_plate(
     folder,
     masks_folder,
     field_ids: list[str],
+    *,
     channels: list[str],
-    measurements: list[str],
+    cellprofiler: list[str],
     whole_cells: bool = False,
     workers: int = 2,
     progress=None,
 ) -> pd.DataFrame:
-    """CellProfiler's measurements of every nucleus of a plate's corrected fields (one row per
-    nucleus, ``Metadata_Field`` first), ``workers`` fields at a time in worker processes. With
+    """CellProfiler's measurements (``cellprofiler``, the config's ``features.cellprofiler``) of
+    every nucleus of a plate's corrected fields (one row per nucleus, ``Metadata_Field`` first),
+    ``workers`` fields at a time in worker processes. With
     ``whole_cells`` (cells segmented), each row also holds the measurements of the cell around the
     nucleus (``Cells_*``, see :func:`with_cells`), from the masks' ``<field>_cells.tif``."""
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max(workers, 1), initializer=_one_blas_thread) as pool:
         tables = []
-        jobs = [(folder, masks_folder, f, channels, measurements, whole_cells) for f in field_ids]
+        jobs = [(folder, masks_folder, f, channels, cellprofiler, whole_cells) for f in field_ids]
         for field_id, table in zip(field_ids, pool.map(_measure_field, jobs)):
             tables.append(table.assign(**{FIELD: field_id}))
             if progress is not None:

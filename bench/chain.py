@@ -12,7 +12,9 @@ Each job's start-up (the interpreter, Snakemake's script preamble, the rule scri
 for the GPU rules, loading the model onto the device) is timed directly, in fresh interpreters
 run in the screen's folder, and taken out of the rules' totals: what is left, over the fields, is
 each rule's per-field rate. Benchmark files' cpu_time is Snakemake's sampling of the job's
-processes (every second for 30 s, then every 30 s), so a job's last seconds of CPU may be missed.
+processes (every second for 30 s, then every 30 s), so a job's last seconds of CPU may be missed:
+for jobs longer than 30 s it is a lower bound, and the wall seconds of a one-thread job on an idle
+machine an upper one.
 
 Projection assumptions (a rough estimate, not a measurement):
   - per-field rates come from this run and scale linearly in fields; start-ups count once per

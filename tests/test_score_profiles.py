@@ -1,8 +1,11 @@
 """Scoring another tool's per-well profiles of BBBC021 with the same protocol."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -110,9 +113,10 @@ def _run(*args):
     return subprocess.run([SCORE_COMMAND, *map(str, args)], capture_output=True, text=True)
 
 
-def test_a_partial_config_lays_its_profiles_block_over_the_defaults(shared_data, tmp_path):
+def _score_with_partial_config(shared_data, tmp_path, block: str):
+    """Run the scoring command with a partial config holding only ``block``; the scores and treatments."""
     folder = _well_profiles(shared_data, 3.0, tmp_path / "wells.csv")
-    (tmp_path / "partial.yaml").write_text("profiles:\n  aggregate: median\n")
+    (tmp_path / "partial.yaml").write_text(block)
     result = _run(
         tmp_path / "wells.csv",
         "--image-table",
@@ -127,9 +131,64 @@ def test_a_partial_config_lays_its_profiles_block_over_the_defaults(shared_data,
         tmp_path / "partial.yaml",
         "--out",
         tmp_path / "scores.json",
+        "--treatments",
+        tmp_path / "treatments.parquet",
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "scores.json").read_text())["normalization"] == "zscore"  # the default's
+    return json.loads((tmp_path / "scores.json").read_text()), pd.read_parquet(tmp_path / "treatments.parquet")
+
+
+def test_a_partial_config_lays_its_profiles_block_over_the_defaults(shared_data, tmp_path):
+    median_scores, median = _score_with_partial_config(shared_data, tmp_path, "profiles:\n  aggregate: median\n")
+    _, mean = _score_with_partial_config(shared_data, tmp_path, "profiles:\n  aggregate: mean\n")
+    assert median_scores["normalization"] == "zscore"  # the default's, kept under the partial block
+    features = [c for c in median.columns if not c.startswith("Metadata_")]
+    assert len(features) == 20 and median.shape == mean.shape
+    assert not np.allclose(median[features], mean[features])  # the block's aggregate was the one used
+
+
+def test_the_installed_package_carries_its_defaults_and_schema(shared_data, tmp_path):
+    """A wheel installed outside the checkout scores with a partial config: defaults and schema are package data."""
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    shutil.copytree(root / "config", source / "config")
+    shutil.copytree(root / "scripts" / "morphoprof", source / "scripts" / "morphoprof", symlinks=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", tmp_path / "wheel", source],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "wheel").glob("morphoprof-*.whl")
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    folder = _well_profiles(shared_data, 3.0, tmp_path / "wells.csv")
+    (tmp_path / "partial.yaml").write_text("profiles:\n  aggregate: median\n")
+    arguments = [
+        tmp_path / "wells.csv",
+        "--image-table",
+        folder / "BBBC021_v1_image.csv.gz",
+        "--moa-table",
+        folder / "BBBC021_v1_moa.csv",
+        "--plate-column",
+        "Image_Metadata_Plate",
+        "--well-column",
+        "Image_Metadata_Well",
+        "--config",
+        tmp_path / "partial.yaml",
+        "--out",
+        tmp_path / "scores.json",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", "from morphoprof.cli import score_profiles; score_profiles()", *map(str, arguments)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "scores.json").read_text())["normalization"] == "zscore"
 
 
 @pytest.mark.parametrize(

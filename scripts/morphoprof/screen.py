@@ -12,8 +12,8 @@ from . import metadata as md
 
 log = logging.getLogger("morphoprof")
 
-CONFIG = Path(__file__).resolve().parents[2] / "config"
-"""The workflow's config folder: its defaults and schema, beside the package in the checkout."""
+CONFIG = Path(__file__).resolve().parent / "config"
+"""The workflow's defaults and schema, shipped inside the package (in the checkout, a link to `config/`)."""
 SIMULATED_IMAGES = "results/simulated/images"
 SIMULATED_MASKS = "results/simulated/masks"
 

@@ -82,9 +82,9 @@ def main():
             return segmentation.segment_plate(
                 tmp / "corrected",
                 ids,
-                channels,
                 tmp / "masks",
                 measurement.measure_objects,
+                channels=channels,
                 **{**settings, "model": model},
                 workers=args.threads,
             )

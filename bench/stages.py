@@ -243,16 +243,22 @@ def main():
         settings = {**SETTINGS, "model": model, "diameter": float(model.diam_labels)}
 
         segmentation.segment_plate(
-            tmp / "corrected", ids[:2], channels, tmp / "warm", measurement.measure_objects, **settings, workers=1
+            tmp / "corrected",
+            ids[:2],
+            tmp / "warm",
+            measurement.measure_objects,
+            channels=channels,
+            **settings,
+            workers=1,
         )
 
         def segment_rule(masks_folder):
             return lambda: segmentation.segment_plate(
                 tmp / "corrected",
                 ids,
-                channels,
                 masks_folder,
                 measurement.measure_objects,
+                channels=channels,
                 **settings,
                 workers=args.threads,
             )

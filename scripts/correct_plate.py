@@ -10,10 +10,10 @@ channels = snakemake.params.channels
 functions = [images.read_image(path) for path in snakemake.input.functions]
 bounds = illumination.correct_plate(
     pd.read_parquet(snakemake.input.manifest),
-    channels,
     np.stack(functions) if functions else None,
     np.load(snakemake.input.samples),
     snakemake.output[0],
+    channels=channels,
     **snakemake.params.intensity,
     dark_level=snakemake.params.dark_level,
     dark_frames=snakemake.params.dark_frames,

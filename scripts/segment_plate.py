@@ -19,9 +19,9 @@ with tqdm(total=len(fields), desc=f"segment {snakemake.wildcards.plate}") as pro
     counts, per_cell = segmentation.segment_plate(
         snakemake.input.images,
         list(fields[metadata.FIELD]),
-        snakemake.params.channels,
         snakemake.output.masks,
         measurement.measure_objects,
+        channels=snakemake.params.channels,
         **{**settings, **loaded},
         workers=snakemake.threads,
         progress=progress,

@@ -55,7 +55,14 @@ def test_one_pass_gives_the_mean_of_the_qc_passing_fields_and_the_plate_s_bounds
     functions = np.stack([scan.functions[ch] for ch in CHANNELS])
     for stacked in (functions, None):
         bounds = il.correct_plate(
-            fields, CHANNELS, stacked, scan.samples, tmp_path / "corrected", **INTENSITY, dark_level=100, dark_frames=""
+            fields,
+            stacked,
+            scan.samples,
+            tmp_path / "corrected",
+            channels=CHANNELS,
+            **INTENSITY,
+            dark_level=100,
+            dark_frames="",
         )
         corrected = [images.read_field(row, CHANNELS) for _, row in fields.iterrows()]
         if stacked is not None:

@@ -210,11 +210,11 @@ def _add_planes(sums: list[np.ndarray] | None, planes: list[np.ndarray], sign: i
 
 def correct_plate(
     fields: pd.DataFrame,
-    channels: list[str],
     functions: np.ndarray | None,
     samples: np.ndarray,
     folder: str | Path,
     *,
+    channels: list[str],
     low_percentile: float,
     high_percentile: float,
     dark_level: float,

@@ -579,10 +579,10 @@ def check_model(
 def segment_plate(
     folder,
     field_ids: list[str],
-    channels: list[str],
     masks_folder,
     measure: Callable[..., pd.DataFrame],
     *,
+    channels: list[str],
     model,
     diameter: float,
     flow_threshold: float,

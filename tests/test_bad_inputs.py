@@ -496,6 +496,7 @@ def test_odd_but_valid_input_is_accepted(tmp_path, monkeypatch, name, change):
     fields = _plan(tmp_path, monkeypatch)
     _check_images(fields)
     assert len(fields) == 4
+    assert set(fields[md.WELL]) == {well for well, _, _ in WELLS}  # "B3" read as the table's other B03
 
 
 def test_plate_names_with_regex_characters_are_planned_and_run(tmp_path):

@@ -42,6 +42,9 @@ def test_tiff_writes_leave_no_partial_file(tmp_path):
     images.write_tiff(tmp_path / "sub" / "x.tif", np.arange(12, dtype=np.uint16).reshape(3, 4))
     assert np.array_equal(tifffile.imread(tmp_path / "sub" / "x.tif"), np.arange(12).reshape(3, 4))
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.tif"]
+    with pytest.raises(KeyError):  # tifffile opens the file, then finds no TIFF type for object pixels
+        images.write_tiff(tmp_path / "sub" / "y.tif", np.array([[None]], dtype=object))
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.tif"]
 
 
 def test_plate_check_reads_headers_and_names_the_odd_image(tmp_path):

@@ -8,16 +8,19 @@ CHANNELS = list(simulate.CHANNELS)
 
 
 def test_blank_and_debris_fields_are_flagged():
-    params = simulate.ScreenParams(
-        plates=1, batches=1, sites=4, height=128, width=128, moas=2, blank_fraction=0.1, debris_fraction=0.1, seed=3
-    )
-    rows, truth_blank = [], []
-    for _row, raw, labels in simulate.simulate_plate(params, "SIM01"):
+    settings = dict(plates=1, batches=1, sites=4, height=128, width=128, moas=2, blank_fraction=0.1, seed=3)
+    clean = simulate.simulate_plate(simulate.ScreenParams(**settings, debris_fraction=0.0), "SIM01")
+    rows, truth_blank, truth_debris = [], [], []
+    for (_row, raw, labels), (_, without_debris, _) in zip(
+        simulate.simulate_plate(simulate.ScreenParams(**settings, debris_fraction=0.1), "SIM01"), clean
+    ):
         rows.append(qc.field_measurements(list(raw), CHANNELS))
         truth_blank.append(labels.max() == 0)
+        truth_debris.append(not np.array_equal(raw, without_debris))  # the same field, rendered without debris
     flagged = qc.flag_fields(pd.DataFrame(rows), CHANNELS)
+    assert any(truth_blank) and any(truth_debris)
     assert np.array_equal(flagged["QC_Blank"].to_numpy(), np.array(truth_blank))
-    assert any(truth_blank)
+    assert np.array_equal(flagged["QC_Debris"].to_numpy(), np.array(truth_debris))
     assert flagged["QC_Pass"].mean() > 0.7
 
 

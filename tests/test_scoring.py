@@ -69,8 +69,9 @@ def test_confusion_counts_true_by_predicted():
         ]
     )
     counts = scoring.confusion(scoring.nearest_neighbours(table, ["f_x", "f_y"], False))
-    assert counts.loc["M1", "M1"] == 2
-    assert counts.to_numpy().sum() == 4
+    # a and b find each other (M1 twice); c finds d (M2); d finds b, of the other MOA
+    assert counts.loc["M1", "M1"] == 2 and counts.loc["M1", "M2"] == 0
+    assert counts.loc["M2", "M2"] == 1 and counts.loc["M2", "M1"] == 1
 
 
 def test_cosine_similarity_is_scale_free():
@@ -209,9 +210,11 @@ def test_a_screen_that_cannot_give_a_score_gets_null_and_the_reason(rows, undefi
     assert len(table) == len(rows)
 
 
-def test_the_normalization_plot_leaves_out_null_scores(tmp_path):
+def test_the_normalization_plot_leaves_out_null_scores(tmp_path, monkeypatch):
     from morphoprof import plots
 
+    drawn = []
+    monkeypatch.setattr(plots.plt, "close", drawn.append)  # keep the figure to read its bars
     table = pd.DataFrame(
         {
             "normalization": ["zscore", "tvn"],
@@ -223,6 +226,8 @@ def test_the_normalization_plot_leaves_out_null_scores(tmp_path):
     )
     plots.scores_by_method(table, tmp_path / "scores.png")
     assert (tmp_path / "scores.png").stat().st_size > 5000
+    heights = np.array([bar.get_height() for bar in drawn[0].axes[0].patches])  # NSC, NSCB, mAP; two rows each
+    np.testing.assert_array_equal(heights, [0.5, np.nan, np.nan, np.nan, 0.4, 0.3])  # a null score: no bar
 
 
 def _two_family_screen(seed=0, narrow=12, wide=240):

@@ -25,14 +25,14 @@ def test_layout_has_the_shape_of_a_screen():
     assert (moas.groupby("moa")["batch"].nunique() == 2).all()
 
 
-def test_fields_are_deterministic_for_a_seed():
-    first = [raw for _, raw, _ in simulate.simulate_plate(SMALL, "SIM01")]
-    again = [raw for _, raw, _ in simulate.simulate_plate(SMALL, "SIM01")]
-    other = [
-        raw for _, raw, _ in simulate.simulate_plate(simulate.ScreenParams(**{**SMALL.__dict__, "seed": 1}), "SIM01")
-    ]
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    assert not np.array_equal(first[0], other[0])
+def test_fields_and_masks_are_deterministic_for_a_seed():
+    first = list(simulate.simulate_plate(SMALL, "SIM01"))
+    again = list(simulate.simulate_plate(SMALL, "SIM01"))
+    other = list(simulate.simulate_plate(simulate.ScreenParams(**{**SMALL.__dict__, "seed": 1}), "SIM01"))
+    for (_, raw, labels), (_, raw_again, labels_again) in zip(first, again):
+        assert np.array_equal(raw, raw_again) and np.array_equal(labels, labels_again)
+    assert not np.array_equal(first[0][1], other[0][1]) and not np.array_equal(first[0][2], other[0][2])
+    first = [raw for _, raw, _ in first]
     assert first[0].dtype == np.uint16 and first[0].shape == (3, 128, 128)
 
 

@@ -91,7 +91,7 @@ def test_too_few_unannotated_compounds_stop_before_training():
         training.training_fields(fields, protocol="held_out", labels="compound", control="DMSO", min_compounds=4)
 
 
-def test_augmentation_keeps_shape_range_and_is_seeded():
+def test_augmentation_keeps_the_shape_stays_non_negative_and_is_seeded():
     crops = torch.rand(8, 3, CROP, CROP)
     first = training.augment(crops, torch.Generator().manual_seed(3))
     again = training.augment(crops, torch.Generator().manual_seed(3))
@@ -104,11 +104,15 @@ def _train(cells, **options):
     return training.train(cells, features.load_backbone("efficientnet_lite0"), **settings)
 
 
+OVERFITTING = {"epochs": 3, "schedule": "constant", "learning_rate": 3e-3}
+"""On the tiny screen these settings fit the training cells while the held-out loss turns up after epoch 1."""
+
+
 @pytest.fixture(scope="module")
 def trained(screen_cells):
     torch.set_num_threads(2)
     cells = _crops(screen_cells, "held_out")
-    return cells, _train(cells, epochs=3)
+    return cells, _train(cells, **OVERFITTING)
 
 
 def test_training_lowers_the_loss_and_keeps_the_best_held_out_epoch(trained):
@@ -116,15 +120,18 @@ def test_training_lowers_the_loss_and_keeps_the_best_held_out_epoch(trained):
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert history["train_loss"].iloc[0] < np.log(len(cells.classes)) * 1.2  # starts near chance
     assert chosen == int(history.loc[history["validation_loss"].idxmin(), "epoch"])
+    assert chosen < len(history)  # a later epoch did worse on the held-out wells
     assert history["validation_accuracy"].between(0, 1).all()
+    at_chosen, _, _ = _train(cells, **{**OVERFITTING, "epochs": chosen})  # constant rate: the same first epochs
+    assert all(torch.equal(state[k], at_chosen[k]) for k in state)  # the chosen epoch's weights, not the last
 
 
 def test_the_same_seed_gives_the_same_weights_on_a_cpu(trained):
     cells, (state, _, _) = trained
-    again, _, _ = _train(cells, epochs=3)
+    again, _, _ = _train(cells, **OVERFITTING)
     assert state.keys() == again.keys()
     assert all(torch.equal(state[k], again[k]) for k in state)
-    other, _, _ = _train(cells, epochs=3, seed=1)
+    other, _, _ = _train(cells, **{**OVERFITTING, "epochs": 1}, seed=1)
     assert not all(torch.equal(state[k], other[k]) for k in state)
 
 

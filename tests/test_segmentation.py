@@ -76,11 +76,23 @@ def test_flows_wait_in_shared_memory_only_where_it_has_room():
 
 
 def test_two_channel_images_go_to_cellpose_as_cytoplasm_plus_nucleus():
-    """A whole-cell model sees (cytoplasm, nucleus) images; the labels come back per field."""
+    """A whole-cell model sees (cytoplasm, nucleus) stacks as Cellpose's ``eval`` with channels
+    [1, 2] does; swapping the two channels changes the flows, and labels come back per field."""
+    import torch
+
+    torch.manual_seed(0)
     fields = _simulated_fields(2)
     model = segmentation.new_model(diam_mean=30.0)
-    stacks = [raw[[2, 0]].astype(np.float32) for raw, _ in fields]
-    labels = segmentation.segment(model, stacks, batch_size=4)
+    stacks = np.stack([raw[[2, 0]].astype(np.float32) for raw, _ in fields])
+    ours = segmentation.network_flows(model, stacks, batch_size=4)
+    for k, stack in enumerate(stacks):
+        _, (_, flows, cellprob, *_), _ = model.eval(
+            stack, channels=[1, 2], channel_axis=0, diameter=model.diam_labels, bsize=4096, compute_masks=False
+        )
+        assert np.allclose(ours.dP[:, k], flows, atol=1e-5) and np.allclose(ours.cellprob[k], cellprob, atol=1e-5)
+    swapped = segmentation.network_flows(model, stacks[:, ::-1], batch_size=4)
+    assert not np.allclose(swapped.cellprob, ours.cellprob, atol=1e-3)
+    labels = segmentation.segment(model, list(stacks), batch_size=4)
     assert [m.shape for m in labels] == [(128, 128), (128, 128)]
 
 
@@ -134,6 +146,12 @@ def test_cellposes_per_call_chatter_stays_out_of_the_log(caplog):
         segmentation.segment(model, [raw[0].astype(np.float32) for raw, _ in fields], batch_size=2)
     chatter = [r.getMessage() for r in caplog.records if r.name.startswith("cellpose")]
     assert not [m for m in chatter if "no model weights" in m or "planes" in m or "it/s" in m], chatter
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # the lines Cellpose's eval writes, as its loggers write them
+        logging.getLogger("cellpose.models").info("multi-stack tiff read in as having 2 planes 1 channels")
+        logging.getLogger("cellpose.core").info(" 50%|#####     | 1/2 [00:01<00:01,  1.00it/s]")
+        logging.getLogger("cellpose.models").warning("multi-stack tiff read in as having 2 planes 1 channels")
+    assert [(r.name, r.levelname) for r in caplog.records] == [("cellpose.models", "WARNING")]  # warnings still pass
 
 
 def test_training_shows_its_epochs_on_the_terminal(tmp_path, capfd):

@@ -42,6 +42,7 @@ PLATE_RULES = [
     "extract_features",
 ]
 CLUSTER_RULES = [*PLATE_RULES, "check_segmentation_model", "segmentation_qc"]  # the rules not run locally
+GPU_RULES = ["train_cellpose", "check_segmentation_model", "segment_plate", "extract_features"]  # of this run
 
 
 def _cluster_up() -> bool:
@@ -112,8 +113,10 @@ def test_workflow_runs_through_slurm_and_matches_a_local_run(slurm, tmp_path):
     for rule in PLATE_RULES:
         assert f"rule_{rule}" in log and "sbatch call:" in log, rule
         assert (on_slurm / ".snakemake/slurm_logs" / f"rule_{rule}").is_dir(), rule
-    gpu_calls = [line for line in log.splitlines() if "sbatch call:" in line and "rule_segment_plate" in line]
-    assert gpu_calls and all("--gpus=1" in line for line in gpu_calls)
+    calls = [line for line in log.splitlines() if "sbatch call:" in line]
+    for rule in CLUSTER_RULES:
+        of_rule = [line for line in calls if f"rule_{rule}" in line]
+        assert of_rule and all(("--gpus=1" in line) == (rule in GPU_RULES) for line in of_rule), (rule, of_rule)
     assert not (on_slurm / ".snakemake/slurm_logs/rule_score_moa").exists()  # a local rule
 
     local = _workdir(tmp_path / "local")

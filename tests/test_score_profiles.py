@@ -113,27 +113,33 @@ def _run(*args):
     return subprocess.run([SCORE_COMMAND, *map(str, args)], capture_output=True, text=True)
 
 
-def _score_with_partial_config(shared_data, tmp_path, block: str):
-    """Run the scoring command with a partial config holding only ``block``; the scores and treatments."""
+def _partial_config_arguments(
+    shared_data, tmp_path, block: str, columns=("Image_Metadata_Plate", "Image_Metadata_Well")
+):
+    """The scoring command's arguments for BBBC021's wells with a partial config holding only ``block``."""
     folder = _well_profiles(shared_data, 3.0, tmp_path / "wells.csv")
     (tmp_path / "partial.yaml").write_text(block)
-    result = _run(
+    return [
         tmp_path / "wells.csv",
         "--image-table",
         folder / "BBBC021_v1_image.csv.gz",
         "--moa-table",
         folder / "BBBC021_v1_moa.csv",
         "--plate-column",
-        "Image_Metadata_Plate",
+        columns[0],
         "--well-column",
-        "Image_Metadata_Well",
+        columns[1],
         "--config",
         tmp_path / "partial.yaml",
         "--out",
         tmp_path / "scores.json",
-        "--treatments",
-        tmp_path / "treatments.parquet",
-    )
+    ]
+
+
+def _score_with_partial_config(shared_data, tmp_path, block: str):
+    """Run the scoring command with a partial config holding only ``block``; the scores and treatments."""
+    arguments = _partial_config_arguments(shared_data, tmp_path, block)
+    result = _run(*arguments, "--treatments", tmp_path / "treatments.parquet")
     assert result.returncode == 0, result.stderr
     return json.loads((tmp_path / "scores.json").read_text()), pd.read_parquet(tmp_path / "treatments.parquet")
 
@@ -163,23 +169,7 @@ def test_the_installed_package_carries_its_defaults_and_schema(shared_data, tmp_
     )
     (wheel,) = (tmp_path / "wheel").glob("morphoprof-*.whl")
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    folder = _well_profiles(shared_data, 3.0, tmp_path / "wells.csv")
-    (tmp_path / "partial.yaml").write_text("profiles:\n  aggregate: median\n")
-    arguments = [
-        tmp_path / "wells.csv",
-        "--image-table",
-        folder / "BBBC021_v1_image.csv.gz",
-        "--moa-table",
-        folder / "BBBC021_v1_moa.csv",
-        "--plate-column",
-        "Image_Metadata_Plate",
-        "--well-column",
-        "Image_Metadata_Well",
-        "--config",
-        tmp_path / "partial.yaml",
-        "--out",
-        tmp_path / "scores.json",
-    ]
+    arguments = _partial_config_arguments(shared_data, tmp_path, "profiles:\n  aggregate: median\n")
     result = subprocess.run(
         [sys.executable, "-c", "from morphoprof.cli import score_profiles; score_profiles()", *map(str, arguments)],
         cwd=tmp_path,
@@ -210,23 +200,7 @@ def test_the_installed_package_carries_its_defaults_and_schema(shared_data, tmp_
 def test_scoring_command_faults_are_one_line(shared_data, tmp_path, config, columns, message):
     import re
 
-    folder = _well_profiles(shared_data, 3.0, tmp_path / "wells.csv")
-    (tmp_path / "partial.yaml").write_text(config)
-    result = _run(
-        tmp_path / "wells.csv",
-        "--image-table",
-        folder / "BBBC021_v1_image.csv.gz",
-        "--moa-table",
-        folder / "BBBC021_v1_moa.csv",
-        "--plate-column",
-        columns[0],
-        "--well-column",
-        columns[1],
-        "--config",
-        tmp_path / "partial.yaml",
-        "--out",
-        tmp_path / "scores.json",
-    )
+    result = _run(*_partial_config_arguments(shared_data, tmp_path, config, columns))
     assert result.returncode == 2
     assert re.search(message, result.stderr) and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr

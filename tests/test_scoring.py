@@ -329,3 +329,37 @@ def test_treatments_of_one_well_have_no_activity_to_test():
         {md.COMPOUND: ["DMSO", "DMSO", "a", "b"], md.CONCENTRATION: [0.0, 0.0, 1.0, 1.0], "CNN_x": [0.1, -0.1, 2, 3]}
     )
     assert scoring.phenotypic_activity(wells, "DMSO", ["CNN_x"]).empty
+
+
+def test_every_normalization_is_scored_and_one_that_cannot_run_says_why(caplog):
+    """Batch B2 has one control well: TVN cannot run there, the other normalizations are scored."""
+    import yaml
+
+    from morphoprof import profiles, screen
+
+    rng = np.random.default_rng(0)
+    signatures = {f"M{m}": rng.normal(size=20) for m in range(4)}
+    rows = []
+    for plate, batch, controls in (("P1", "B1", 3), ("P2", "B2", 1)):
+        for k in range(controls):
+            rows.append([plate, f"C{k}", batch, "DMSO", 0.0, "DMSO", *rng.normal(scale=0.3, size=20)])
+        for m, signature in enumerate(signatures.values()):
+            for c in range(2):
+                values = signature + rng.normal(scale=0.5, size=20)
+                rows.append([plate, f"T{m}{c}", batch, f"c{m}{c}", 1.0, f"M{m}", *values])
+    features = [f"A_{i}" for i in range(10)] + [f"B_{i}" for i in range(10)]
+    wells = pd.DataFrame(rows, columns=[md.PLATE, md.WELL, md.BATCH, md.COMPOUND, md.CONCENTRATION, md.MOA, *features])
+    settings = yaml.safe_load((screen.CONFIG / "config.yaml").read_text())["profiles"]
+    with caplog.at_level("WARNING", logger="morphoprof.scoring"):
+        table = scoring.normalization_table(wells, "DMSO", settings, ["A", "B"])
+    assert list(zip(table["normalization"], table["family"])) == [
+        (method, family) for method in profiles.NORMALIZATIONS for family in ("A", "B")
+    ]
+    tvn = table[table["normalization"] == "tvn"]
+    assert tvn["note"].str.contains("batch B2: TVN needs at least 2 control wells").all() and tvn["nsc"].isna().all()
+    assert "tvn cannot run on these wells" in caplog.text
+    others = table[table["normalization"] != "tvn"]
+    assert others["note"].isna().all() and others["nsc"].between(0, 1).all()
+    normalized, treatments = profiles.build_profiles(wells, "DMSO", {**settings, "normalization": "zscore"})
+    direct = pd.Series(scoring.headline_row(scoring.score_family(treatments, "B", normalized)[0]), dtype=float)
+    pd.testing.assert_series_equal(table.iloc[1][direct.index].astype(float), direct, check_names=False)

@@ -7,11 +7,15 @@ scored together weigh the same (``profile_matrix``).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from .families import CELL_FAMILY, FIELD_FAMILY, TRAINED
 from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA
+
+log = logging.getLogger(__name__)
 
 METRICS = ("cosine", "pearson")
 KS = (1, 3, 5)
@@ -467,6 +471,31 @@ def headline_row(summary: dict) -> dict:
         "same_batch_chance": summary["batch_neighbours"]["chance"],
         "n_features": summary["n_features"],
     }
+
+
+def normalization_table(wells: pd.DataFrame, control: str, settings: dict, families: list[str]) -> pd.DataFrame:
+    """The headline scores (:func:`headline_row`) of each feature family under every normalization
+    of ``profiles.NORMALIZATIONS``, the config's ``profiles`` block (``settings``) otherwise kept.
+
+    A normalization that cannot run on these wells (TVN on a batch with one control well) gets one
+    row per family with the reason in ``note``, and a warning: the others are still scored."""
+    from .profiles import NORMALIZATIONS, build_profiles
+
+    rows = []
+    for method in NORMALIZATIONS:
+        try:
+            normalized, treatments = build_profiles(wells, control, {**settings, "normalization": method})
+        except ValueError as err:
+            log.warning("%s cannot run on these wells: %s", method, err)
+            rows += [{"normalization": method, "family": family, "note": str(err)} for family in families]
+            continue
+        for family in families:
+            summary, _ = score_family(treatments, family, normalized, control)
+            rows.append({"normalization": method, "family": family, **headline_row(summary)})
+            log.info(
+                "%s %s: NSC %s NSCB %s mAP %s", method, family, *(shown(summary[k]) for k in ("nsc", "nscb", "map"))
+            )
+    return pd.DataFrame(rows)
 
 
 def training_record(sidecar: dict, treatments: pd.DataFrame) -> dict:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from morphoprof import jobs, profiles
+from morphoprof import families, jobs, profiles
 
 log = jobs.start_job(snakemake)
 wells, treatments = profiles.build_profiles(
@@ -15,5 +15,5 @@ log.info(
     snakemake.params.settings["normalization"],
     len(wells),
     len(treatments),
-    len(profiles.feature_columns(treatments)),
+    len(families.feature_columns(treatments)),
 )

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from morphoprof import jobs, metadata, plots, profiles, scoring
+from morphoprof import families, jobs, metadata, plots, scoring
 
 log = jobs.start_job(snakemake)
 treatments = pd.read_parquet(snakemake.input.treatments)
@@ -24,7 +24,7 @@ with open(snakemake.output.scores, "w") as out:
     json.dump(summary, out, indent=2)
 table.to_csv(snakemake.output.table, index=False)
 
-columns = profiles.feature_columns(treatments, family)
+columns = families.feature_columns(treatments, family)
 plots.confusion_matrix(
     scoring.confusion(table, "nsc_predicted_moa"),
     f"NSC 1-NN: accuracy {scoring.shown(summary['nsc'], 2)}",

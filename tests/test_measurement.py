@@ -132,7 +132,7 @@ def test_cellprofiler_measurements_of_whole_cells_join_each_nucleus_to_the_cell_
     """measure_plate on written stacks and masks: with whole cells, each nucleus' row holds cp-measure's
     measurements of the cell around its centre as ``Cells_*`` (NaN for a nucleus on background), and
     field means hold both compartments; without, only the nuclei are measured."""
-    from morphoprof import images, profiles
+    from morphoprof import families, images
 
     nuclei, cells, stack = _field_with_cells()
     for field_id in ("F1", "F2"):
@@ -157,7 +157,7 @@ def test_cellprofiler_measurements_of_whole_cells_join_each_nucleus_to_the_cell_
 
     means = measurement.field_profiles(table)
     assert means.loc[0, "Cells_AreaShape_Area"] == 210.0  # the orphan left out
-    assert profiles.feature_columns(means.assign(CellCNN_0=0.0), "Cells") == [
+    assert families.feature_columns(means.assign(CellCNN_0=0.0), "Cells") == [
         c for c in means.columns if c.startswith("Cells_")
     ]
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from morphoprof import families, profiles
 from morphoprof import metadata as md
-from morphoprof import profiles
 
 
 def _wells():
@@ -89,7 +89,7 @@ def test_treatment_profiles_put_metadata_first():
     assert len(treatments) == 2
     assert list(treatments.columns[:5]) == [md.COMPOUND, md.CONCENTRATION, md.MOA, md.BATCH, "Metadata_Wells"]
     assert treatments["Metadata_Wells"].tolist() == [2, 2]
-    assert profiles.feature_columns(treatments, "CNN") == ["CNN_a", "CNN_b"]
+    assert families.feature_columns(treatments, "CNN") == ["CNN_a", "CNN_b"]
 
 
 def test_aggregate_median_and_mean():
@@ -125,7 +125,7 @@ def _screen(n_plates=4, controls_per_plate=40, n_features=3, seed=0):
 
 def _control_covariance(table, batch=None):
     rows = table if batch is None else table[table[md.BATCH] == batch]
-    return np.cov(rows[profiles.feature_columns(rows)].to_numpy(np.float64).T)
+    return np.cov(rows[families.feature_columns(rows)].to_numpy(np.float64).T)
 
 
 def test_sphering_whitens_the_controls():
@@ -161,7 +161,7 @@ def test_feature_selection_drops_constant_and_duplicated_features():
     screen["CNN_const"] = 1.0
     screen["CNN_copy"] = screen["CNN_0"] * 2
     kept = profiles.select_features(screen, ["variance_threshold", "correlation_threshold"])
-    features = profiles.feature_columns(kept)
+    features = families.feature_columns(kept)
     assert "CNN_const" not in features
     assert ("CNN_copy" in features) != ("CNN_0" in features)
     assert {"CNN_1", "CNN_2"} <= set(features)
@@ -184,4 +184,4 @@ def test_wells_and_treatments_count_the_nuclei_and_sites_they_stand_on():
     assert taxol["CNN_a"].tolist() == [2.0, 7.0]
     treatments = profiles.treatment_profiles(wells, "DMSO")
     assert treatments[[profiles.OBJECT_COUNT, profiles.SITE_COUNT, "Metadata_Wells"]].values.tolist() == [[37, 3, 2]]
-    assert profiles.feature_columns(treatments) == ["CNN_a"]
+    assert families.feature_columns(treatments) == ["CNN_a"]

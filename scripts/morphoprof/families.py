@@ -86,3 +86,30 @@ def cnn_feature_names(channels: list[str], dim: int, family: str = FIELD_FAMILY)
 def cell_feature_names(channels: list[str], dim: int, stats, family: str = CELL_FAMILY) -> list[str]:
     """Single-cell embeddings summarized per field, ``<family>_<channel>_<Mean|Median>_0000``..."""
     return [f"{family}_{ch}_{stat.capitalize()}_{k:04d}" for stat in stats for ch in channels for k in range(dim)]
+
+
+def feature_family(column: str) -> str:
+    """The family of a feature column: the prefix before its first '_'.
+
+    Examples
+    --------
+    >>> feature_family("CellCNN_DNA_Mean_0001"), feature_family("Intensity_actin_Mean")
+    ('CellCNN', 'Intensity')
+    """
+    return column.split("_", 1)[0]
+
+
+def feature_columns(table, family: str | None = None) -> list[str]:
+    """A table's feature columns (those not ``Metadata_``), optionally of some families only:
+    ``CNN``, or several joined by '+' (``CNN+CellCNN``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame(columns=["Metadata_Plate", "CNN_DNA_0000", "CellCNN_DNA_Mean_0000", "Intensity_DNA_Mean"])
+    >>> feature_columns(table, "CNN+Intensity")
+    ['CNN_DNA_0000', 'Intensity_DNA_Mean']
+    """
+    columns = [c for c in table.columns if not c.startswith("Metadata_")]
+    wanted = None if family is None else set(family.split("+"))
+    return [c for c in columns if wanted is None or feature_family(c) in wanted]

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .families import feature_columns, feature_family
 from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA, PLATE, WELL, InputError, metadata_columns
 
 log = logging.getLogger(__name__)
@@ -14,15 +15,6 @@ log = logging.getLogger(__name__)
 WELL_KEYS = [PLATE, WELL]
 OBJECT_COUNT, SITE_COUNT = "Metadata_Object_Count", "Metadata_Site_Count"  # as pycytominer's aggregate names them
 COUNTS = (OBJECT_COUNT, SITE_COUNT)
-
-
-def feature_columns(table: pd.DataFrame, family: str | None = None) -> list[str]:
-    """Feature columns, optionally only some families: ``CNN``, or several joined by '+' (``CNN+CellCNN``).
-
-    A column's family is the prefix before its first '_'."""
-    cols = [c for c in table.columns if not c.startswith("Metadata_")]
-    wanted = None if family is None else set(family.split("+"))
-    return [c for c in cols if wanted is None or feature_family(c) in wanted]
 
 
 def aggregate(table: pd.DataFrame, by: list[str], method: str = "mean") -> pd.DataFrame:
@@ -46,11 +38,6 @@ def well_profiles(fields: pd.DataFrame, nuclei: pd.Series | np.ndarray, method: 
     (``Metadata_Site_Count``) each well's profile stands on."""
     counted = fields.assign(**{OBJECT_COUNT: np.asarray(nuclei, dtype=np.int64), SITE_COUNT: 1})
     return aggregate(counted, WELL_KEYS, method)
-
-
-def feature_family(column: str) -> str:
-    """The family of a feature column: the prefix before its first '_' (CNN, Intensity, ...)."""
-    return column.split("_", 1)[0]
 
 
 NORMALIZATIONS = ("zscore", "robust_zscore", "plate_zscore", "sphering", "tvn")

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .families import CELL_FAMILY, FIELD_FAMILY, TRAINED
+from .families import CELL_FAMILY, FIELD_FAMILY, TRAINED, feature_columns, feature_family
 from .metadata import BATCH, COMPOUND, CONCENTRATION, MOA
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,6 @@ def profile_matrix(profiles: pd.DataFrame, features: list[str]) -> np.ndarray:
     >>> profile_matrix(wide, ["A_1", "B_1", "B_2"]).var(axis=0).round(2).tolist()
     [1.0, 0.5, 0.5]
     """
-    from .profiles import feature_family
-
     values = profiles[features].to_numpy(np.float64, copy=True)
     families = np.array([feature_family(f) for f in features])
     for family in np.unique(families):
@@ -422,8 +420,6 @@ def score_family(
     (:func:`score`), named by ``feature_family``; given the normalized wells, each treatment's
     phenotypic activity against the ``control`` wells too (``activity`` in the summary, its
     columns in the table)."""
-    from .profiles import feature_columns
-
     columns = feature_columns(treatments, family)
     if not columns:
         raise ValueError(f"no {family!r} features among the profiles' columns (config features.level)")
